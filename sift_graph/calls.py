@@ -1,0 +1,122 @@
+"""One model call, the same way for every node: tag it, set its decoding, read its reply.
+
+Every call carries the tag `sift:<role>` in its run config, so tracing, accounting and
+the scripted test model can tell the six kinds of calls apart.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.runnables import RunnableConfig
+
+from sift_graph.context import SiftContext
+from sift_graph.state import Role
+
+TAG_PREFIX = "sift:"
+_TRUNCATION_REASONS = {"length", "max_tokens", "MAX_TOKENS"}
+_THINK_BLOCK = re.compile(r"<think>(?P<reasoning>.*?)(?:</think>|$)", re.DOTALL)
+
+
+def role_tag(role: Role) -> str:
+    return f"{TAG_PREFIX}{role}"
+
+
+@dataclass(frozen=True)
+class ModelReply:
+    """What SIFT keeps of one model reply."""
+
+    text: str
+    """The final part of the reply (after any reasoning block)."""
+    reasoning: str | None
+    """A reasoning model's thinking, when it sent any."""
+    truncated: bool
+    input_tokens: int
+    output_tokens: int
+
+
+def decoding_kwargs(model: BaseChatModel, context: SiftContext) -> dict[str, Any]:
+    """Per-call decoding settings, for the model types known to accept them.
+
+    Other chat models are called as configured: passing unknown keyword arguments
+    to an arbitrary provider can fail the call.
+    """
+    from langchain_openai.chat_models.base import BaseChatOpenAI
+
+    from sift_graph.models import LocalChatModel
+
+    if not isinstance(model, (BaseChatOpenAI, LocalChatModel)) and not getattr(
+        model, "accepts_decoding_kwargs", False
+    ):
+        return {}
+    settings: dict[str, Any] = {"max_tokens": context.max_tokens, "temperature": context.temperature}
+    if context.temperature > 0 and context.top_p is not None:
+        settings["top_p"] = context.top_p
+    return settings
+
+
+def split_reasoning(content: str) -> tuple[str | None, str]:
+    """`<think>...</think>answer` -> (reasoning, answer). An unclosed block is all reasoning."""
+    match = _THINK_BLOCK.search(content)
+    if match is None:
+        return None, content.strip()
+    reasoning = match.group("reasoning").strip()
+    final = (content[: match.start()] + content[match.end() :]).strip()
+    return reasoning or None, final
+
+
+def _content_text(message: AIMessage) -> str:
+    content = message.content
+    if isinstance(content, str):
+        return content
+    return "".join(
+        part if isinstance(part, str) else str(part.get("text", ""))
+        for part in content
+        if isinstance(part, str) or part.get("type") == "text"
+    )
+
+
+def reply_from_message(message: BaseMessage) -> ModelReply:
+    """Read text, reasoning, truncation and token counts off a chat model's reply."""
+    if not isinstance(message, AIMessage):
+        raise TypeError(f"chat model returned a {type(message).__name__}, expected an AIMessage")
+    inline_reasoning, text = split_reasoning(_content_text(message))
+    separate_reasoning = message.additional_kwargs.get("reasoning_content")
+    reasoning = separate_reasoning or inline_reasoning
+    finish_reason = message.response_metadata.get("finish_reason") or message.response_metadata.get(
+        "stop_reason"
+    )
+    usage = message.usage_metadata or {}
+    return ModelReply(
+        text=text,
+        reasoning=reasoning,
+        truncated=finish_reason in _TRUNCATION_REASONS,
+        input_tokens=int(usage.get("input_tokens", 0)),
+        output_tokens=int(usage.get("output_tokens", 0)),
+    )
+
+
+def _call_config(role: Role, config: RunnableConfig | None) -> RunnableConfig:
+    from langchain_core.runnables.config import merge_configs
+
+    return merge_configs(config, {"tags": [role_tag(role)], "run_name": f"sift_{role}", "metadata": {"sift_role": role}})
+
+
+def call_model(
+    model: BaseChatModel, role: Role, prompt: str, context: SiftContext, config: RunnableConfig | None
+) -> ModelReply:
+    message = model.invoke([HumanMessage(prompt)], _call_config(role, config), **decoding_kwargs(model, context))
+    return reply_from_message(message)
+
+
+async def acall_model(
+    model: BaseChatModel, role: Role, prompt: str, context: SiftContext, config: RunnableConfig | None
+) -> ModelReply:
+    message = await model.ainvoke(
+        [HumanMessage(prompt)], _call_config(role, config), **decoding_kwargs(model, context)
+    )
+    return reply_from_message(message)

@@ -1,0 +1,121 @@
+"""The graph's state: what goes in, what comes out, and what SIFT keeps in between.
+
+Everything here is plain JSON-able data (TypedDicts of str/int/bool/list/dict) so that
+checkpoints serialize cheaply and a run's output can be dumped as one JSON object.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Literal
+
+from typing_extensions import TypedDict
+
+Role = Literal[
+    "sticker", "predict_sticker", "predict_query_sticker", "forward", "inverse", "direct"
+]
+ROLES: tuple[Role, ...] = (
+    "sticker",
+    "predict_sticker",
+    "predict_query_sticker",
+    "forward",
+    "inverse",
+    "direct",
+)
+
+RoundKind = Literal["sticker", "forward", "inverse"]
+"""How a round's sticker was made: generated (SG), forward-optimized (FO), or
+inverse-generated then forward-optimized (IG + FO)."""
+
+
+class Sticker(TypedDict):
+    """A parsed Sticker. `text` is what the predictions see."""
+
+    text: str
+    conditions: list[str]
+    question: str
+    well_formed: bool
+    problems: list[str]
+    """Why the sticker is malformed (empty when `well_formed`)."""
+
+
+class Prediction(TypedDict):
+    """One chain-of-thought solve and the final answer extracted from it."""
+
+    text: str
+    answer: str | None
+    reasoning: str | None
+    """A reasoning model's thinking (`<think>` block or reasoning field), kept apart."""
+    truncated: bool
+    """The model stopped at its token limit: such an answer never counts as agreement."""
+
+
+class RoundRecord(TypedDict):
+    """One consensus round, kept so a run can be explained afterwards."""
+
+    round: int
+    kind: RoundKind
+    sticker: Sticker
+    predict_sticker: Prediction
+    predict_query_sticker: Prediction
+    agreed: bool
+
+
+class RoleUsage(TypedDict):
+    calls: int
+    input_tokens: int
+    output_tokens: int
+
+
+def merge_usage(
+    left: dict[str, RoleUsage] | None, right: dict[str, RoleUsage] | None
+) -> dict[str, RoleUsage]:
+    """Reducer: add per-role counters (the two predictions report in the same step)."""
+    merged = {role: RoleUsage(**counts) for role, counts in (left or {}).items()}
+    for role, counts in (right or {}).items():
+        if role in merged:
+            base = merged[role]
+            merged[role] = RoleUsage(
+                calls=base["calls"] + counts["calls"],
+                input_tokens=base["input_tokens"] + counts["input_tokens"],
+                output_tokens=base["output_tokens"] + counts["output_tokens"],
+            )
+        else:
+            merged[role] = RoleUsage(**counts)
+    return merged
+
+
+class SiftInput(TypedDict):
+    question: str
+
+
+class SiftOutput(TypedDict):
+    answer: str | None
+    """The extracted final answer of the chosen prediction."""
+    response: str
+    """Full text of the chosen prediction (P_QS on agreement, else the direct solve)."""
+    consensus_round: int | None
+    """1-based round that reached consensus, or None when the fallback answered."""
+    sticker: Sticker | None
+    """The last sticker the run used."""
+    rounds: Annotated[list[RoundRecord], operator.add]
+    usage: Annotated[dict[str, RoleUsage], merge_usage]
+
+
+class SiftState(SiftInput, SiftOutput, total=False):
+    """Working state. Keys beyond input/output are SIFT's scratch space."""
+
+    round_kind: RoundKind
+    """Kind of the sticker the pending predictions use."""
+    draft_sticker: Sticker | None
+    """Inverse generation's sticker, waiting for forward optimization."""
+    predict_sticker: Prediction | None
+    predict_query_sticker: Prediction | None
+
+
+OUTPUT_KEYS: tuple[str, ...] = tuple(SiftOutput.__annotations__)
+
+
+def output_of(state: dict) -> dict:
+    """The graph's output (SiftOutput) out of a full state, e.g. a `values` stream chunk."""
+    return {key: state.get(key) for key in OUTPUT_KEYS}
