@@ -106,7 +106,8 @@ def format_event(event: dict[str, Any]) -> str:
     if stage == "consensus":
         first, second = (answer or "(none)" for answer in event["answers"])
         verdict = "consensus" if event["agreed"] else "no consensus"
-        return f"{prefix} {verdict}: {first} vs {second}"
+        why = "  (a prediction was cut off at the token limit)" if event.get("truncated") and not event["agreed"] else ""
+        return f"{prefix} {verdict}: {first} vs {second}{why}"
     if stage == "direct":
         return f"{prefix} no round agreed; direct chain-of-thought answer: {event['answer'] or '(none)'}"
     return f"{prefix} {json.dumps(event, ensure_ascii=False)}"

@@ -227,7 +227,8 @@ def check_consensus(state: SiftState, runtime: Runtime[SiftContext]) -> dict[str
     )
     runtime.stream_writer(
         {"stage": "consensus", "round": number, "agreed": agreed,
-         "answers": [by_sticker["answer"], by_query_sticker["answer"]]}
+         "answers": [by_sticker["answer"], by_query_sticker["answer"]],
+         "truncated": by_sticker["truncated"] or by_query_sticker["truncated"]}
     )
     update: dict[str, Any] = {"rounds": [record], "predict_sticker": None, "predict_query_sticker": None}
     if agreed:

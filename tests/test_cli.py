@@ -106,3 +106,5 @@ def test_format_event_covers_every_stage():
     assert cli.format_event(malformed).startswith("[round 1] sticker (generated)  (malformed: a; b):")
     bad_draft = {"stage": "inverse", "round": 3, "sticker": "S", "well_formed": False, "problems": ["no **Question:** line"]}
     assert cli.format_event(bad_draft).startswith("[round 3] sticker rebuilt from the last solution  (malformed: no **Question:** line):")
+    cut = {"stage": "consensus", "round": 2, "agreed": False, "answers": ["3", "3"], "truncated": True}
+    assert cli.format_event(cut) == "[round 2] no consensus: 3 vs 3  (a prediction was cut off at the token limit)"
