@@ -16,10 +16,12 @@ import time
 from typing import Any, Sequence, TextIO
 
 from sift_graph.context import SiftContext
+from sift_graph.faults import describe_fault, is_transient_fault
 from sift_graph.models import DEFAULT_MODEL_SPEC, resolve_model
 from sift_graph.nodes import validate_question
 from sift_graph.state import output_of
 
+EXIT_MODEL_FAULT = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
@@ -29,6 +31,16 @@ _ROLE_LABEL = {"predict_sticker": "answer from sticker", "predict_query_sticker"
 
 class UsageError(Exception):
     """Bad input: reported as one line, exit status 2."""
+
+
+class ModelFault(Exception):
+    """The model failed for good (after retries): one line, exit status 1."""
+
+
+def _is_model_fault(exc: BaseException) -> bool:
+    import openai
+
+    return is_transient_fault(exc) or isinstance(exc, openai.APIError)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -42,7 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     solve = commands.add_parser("solve", help="answer one question with SIFT, printing each stage")
     solve.add_argument("question", nargs="?", help="the question (or use --file)")
     solve.add_argument("--file", help="read the question from this file ('-' for stdin)")
-    solve.add_argument("--model", default=DEFAULT_MODEL_SPEC, help="model spec: 'default' or 'hf:<folder|file.gguf|hub id>'")
+    solve.add_argument("--model", default=DEFAULT_MODEL_SPEC, help="model spec: 'default', 'hf:<folder|file.gguf|hub id>' or 'openai:<model>'")
+    solve.add_argument("--base-url", default=None, help="OpenAI-compatible server for an openai: spec (else $OPENAI_BASE_URL)")
+    solve.add_argument("--api-key", default=None, help="its API key (else $OPENAI_API_KEY; prefer the variable: flags show in ps)")
+    solve.add_argument("--timeout", type=float, default=120.0, help="seconds one model request may take (default 120)")
     solve.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
     solve.add_argument("--max-tokens", type=int, default=1024, help="new-token limit per model call (default 1024)")
     solve.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default 0: greedy)")
@@ -82,6 +97,9 @@ def context_from_args(args: argparse.Namespace) -> SiftContext:
             forward_rounds=args.forward_rounds,
             inverse_rounds=args.inverse_rounds,
             comparator=args.comparator,
+            base_url=args.base_url,
+            api_key=args.api_key,
+            request_timeout=args.timeout,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
@@ -148,7 +166,7 @@ def solve(args: argparse.Namespace, out: TextIO, progress: TextIO) -> int:
     started = time.monotonic()
     print(f"model: {args.model} (loading...)", file=progress, flush=True)
     try:
-        context.model = resolve_model(context.model)
+        context.model = resolve_model(context.model, context.connection)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     print(f"model ready in {time.monotonic() - started:.1f} s", file=progress, flush=True)
@@ -157,13 +175,18 @@ def solve(args: argparse.Namespace, out: TextIO, progress: TextIO) -> int:
     graph = build_sift_graph().compile()
     started = time.monotonic()
     result: dict[str, Any] = {}
-    for mode, chunk in graph.stream(
-        {"question": question}, context=context, stream_mode=["custom", "values"]
-    ):
-        if mode == "custom":
-            print(format_event(chunk), file=progress, flush=True)
-        else:
-            result = output_of(chunk)
+    try:
+        for mode, chunk in graph.stream(
+            {"question": question}, context=context, stream_mode=["custom", "values"]
+        ):
+            if mode == "custom":
+                print(format_event(chunk), file=progress, flush=True)
+            else:
+                result = output_of(chunk)
+    except Exception as exc:  # a model fault that retries could not fix
+        if not _is_model_fault(exc):
+            raise
+        raise ModelFault(describe_fault(exc)) from exc
     print(format_summary(result, time.monotonic() - started), file=progress, flush=True)
     if args.json:
         print(json.dumps(result, ensure_ascii=False), file=out, flush=True)
@@ -180,6 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"sift: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except ModelFault as exc:
+        print(f"sift: error: model call failed: {exc}", file=sys.stderr)
+        return EXIT_MODEL_FAULT
     except KeyboardInterrupt:
         print("sift: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -6,12 +6,12 @@ It never enters the checkpointed state, so a model object or an API key stays ou
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from langchain_core.language_models import BaseChatModel
 
-from sift_graph.models import validate_model_spec
+from sift_graph.models import Connection, validate_model_spec
 
 Comparator = Literal["math", "string"]
 
@@ -21,8 +21,13 @@ class SiftContext:
     """Settings for one SIFT run.
 
     Attributes:
-        model: A LangChain chat model, or a spec string (`hf:<folder|file.gguf|hub id>`,
-            `default`). None means the embedded default (SmolLM2-135M-Instruct).
+        model: A LangChain chat model, or a spec string (`default`,
+            `hf:<folder|file.gguf|hub id>`, `openai:<model>`). None means the embedded
+            default (SmolLM2-135M-Instruct).
+        base_url: The OpenAI-compatible server of an `openai:` spec (else $OPENAI_BASE_URL).
+        api_key: Its API key (else $OPENAI_API_KEY). Never put in state, checkpoints,
+            results or logs; hidden from `repr`.
+        request_timeout: Seconds one model request may take before it counts as failed.
         forward_rounds: Rounds of forward optimization after the first round (paper: 1).
         inverse_rounds: Rounds of inverse generation + forward optimization (paper: 1).
         max_tokens: New-token limit of every model call.
@@ -39,6 +44,9 @@ class SiftContext:
     temperature: float = 0.0
     top_p: float | None = None
     comparator: Comparator = "math"
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    request_timeout: float = 120.0
 
     def __post_init__(self) -> None:
         if not (self.model is None or isinstance(self.model, (str, BaseChatModel))):
@@ -60,10 +68,15 @@ class SiftContext:
             isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1
         ):
             raise ValueError(f"top_p: expected a number in (0, 1] or None, got {self.top_p!r}")
+        if not isinstance(self.request_timeout, (int, float)) or self.request_timeout <= 0:
+            raise ValueError(f"request_timeout: expected a number of seconds > 0, got {self.request_timeout!r}")
+        if self.base_url is not None and not (
+            isinstance(self.base_url, str) and self.base_url.startswith(("http://", "https://"))
+        ):
+            raise ValueError(f"base_url: expected an http:// or https:// URL, got {self.base_url!r}")
         if self.comparator not in ("math", "string"):
             raise ValueError(f"comparator: expected 'math' or 'string', got {self.comparator!r}")
 
     @property
-    def round_budget(self) -> int:
-        """Consensus rounds at most: the first, then forward, then inverse rounds."""
-        return 1 + self.forward_rounds + self.inverse_rounds
+    def connection(self) -> Connection:
+        return Connection(base_url=self.base_url, api_key=self.api_key, timeout=float(self.request_timeout))

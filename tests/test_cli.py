@@ -15,7 +15,7 @@ from sift_graph.testing import ScriptedChatModel
 def scripted_cli(monkeypatch):
     """Make every spec the CLI resolves answer with a scripted model (round 2 consensus)."""
     model = ScriptedChatModel(script=script_for(["4", "5"], ["3", "5"]))
-    monkeypatch.setattr(cli, "resolve_model", lambda spec: model)
+    monkeypatch.setattr(cli, "resolve_model", lambda spec, connection=None: model)
     return model
 
 
@@ -73,6 +73,9 @@ def test_settings_reach_the_model(scripted_cli, capsys):
         (["solve", "q", "--max-tokens", "many"], "argument --max-tokens: invalid int value: 'many'"),
         (["solve", "q", "--forward-rounds", "-1"], "forward_rounds: expected an integer >= 0, got -1"),
         (["solve", "q", "--comparator", "fuzzy"], "argument --comparator: invalid choice"),
+        (["solve", "q", "--base-url", "localhost:8000"], "base_url: expected an http:// or https:// URL"),
+        (["solve", "q", "--timeout", "0"], "request_timeout: expected a number of seconds > 0, got 0.0"),
+        (["solve", "q", "--model", "openai:"], "model: spec 'openai:' names no model after 'openai:'"),
         (["frobnicate"], "argument command: invalid choice"),
         ([], "the following arguments are required: command"),
     ],
@@ -108,3 +111,10 @@ def test_format_event_covers_every_stage():
     assert cli.format_event(bad_draft).startswith("[round 3] sticker rebuilt from the last solution  (malformed: no **Question:** line):")
     cut = {"stage": "consensus", "round": 2, "agreed": False, "answers": ["3", "3"], "truncated": True}
     assert cli.format_event(cut) == "[round 2] no consensus: 3 vs 3  (a prediction was cut off at the token limit)"
+
+
+def test_openai_without_key_or_server_exits_2(monkeypatch, capsys):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    assert cli.main(["solve", "q", "--model", "openai:gpt-4o-mini"]) == 2
+    assert capsys.readouterr().err.startswith("sift: error: api_key: OpenAI itself needs an API key")

@@ -226,7 +226,7 @@ def test_a_transient_model_fault_is_retried(graph, scripted):
 
 def test_a_run_without_context_uses_defaults_for_everything_but_the_model(graph, monkeypatch, scripted):
     model = scripted(["4"], ["4"])
-    monkeypatch.setattr("sift_graph.nodes.resolve_model", lambda spec: model if spec is None else None)
+    monkeypatch.setattr("sift_graph.nodes.resolve_model", lambda spec, connection=None: model if spec is None else None)
     result = graph.invoke({"question": QUESTION})
     assert result["consensus_round"] == 1
     assert model.calls[0].kwargs == {"max_tokens": 1024, "temperature": 0.0}

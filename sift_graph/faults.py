@@ -1,0 +1,38 @@
+"""Which model-call failures are worth retrying.
+
+A retry helps when the fault is the network's or the server's load (connection refused
+or reset, a timeout, HTTP 408/409/429/5xx). It cannot help bad input, a wrong key or
+a missing model (4xx), nor a bug: those fail at once with the original error.
+"""
+
+from __future__ import annotations
+
+RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+
+
+def is_transient_fault(exc: BaseException) -> bool:
+    import httpx
+    import openai
+
+    if isinstance(exc, (openai.APIConnectionError, openai.APITimeoutError)):  # refused, reset, dropped, slow
+        return True
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code in RETRYABLE_STATUS
+    if isinstance(exc, httpx.HTTPStatusError):
+        return exc.response.status_code in RETRYABLE_STATUS
+    return isinstance(exc, (ConnectionError, TimeoutError, httpx.TransportError))
+
+
+def describe_fault(exc: BaseException) -> str:
+    """One line for a person: what failed, without a traceback."""
+    import openai
+
+    if isinstance(exc, openai.APIStatusError):
+        body = exc.body.get("error", exc.body) if isinstance(exc.body, dict) else None
+        detail = body.get("message") if isinstance(body, dict) else None
+        return f"the model server answered HTTP {exc.status_code}: {detail or exc.message}"
+    if isinstance(exc, openai.APITimeoutError):
+        return "the model server did not answer in time (request_timeout)"
+    if isinstance(exc, openai.APIConnectionError):
+        return f"cannot reach the model server: {exc.__cause__ or exc}"
+    return f"{type(exc).__name__}: {exc}"

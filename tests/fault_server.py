@@ -1,0 +1,142 @@
+"""A small OpenAI-compatible server on loopback that misbehaves on request.
+
+Each chat completion request is answered by the next planned action for its SIFT role
+(the role is recognised from the prompt), else by the role's normal reply:
+
+    {"status": 429}                      an HTTP error with an OpenAI-style error body
+    {"hang": 2.0}                        sleep this long, then answer normally
+    {"drop": True}                       send part of a response and close the connection
+    {"content": "...", "finish_reason": "stop", "reasoning_content": "..."}   a reply
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections import defaultdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+# Prompt fragments that tell the roles apart (see sift_graph/prompts.py).
+_ROLE_MARKERS = (
+    ("forward", "Corrected Sticker:"),
+    ("inverse", "Reconstruct the problem's Sticker"),
+    ("sticker", "You turn a math problem into a Sticker"),
+    ("predict_query_sticker", "Key facts of the problem:"),
+    ("predict_sticker", "Solve the problem described by these facts."),
+)
+
+
+def role_of(prompt: str) -> str:
+    for role, marker in _ROLE_MARKERS:
+        if marker in prompt:
+            return role
+    return "direct"
+
+
+class FaultServer:
+    def __init__(self, replies: dict[str, str]) -> None:
+        self.replies = dict(replies)
+        self.plan: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self.max_in_flight = 0
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def start(self) -> FaultServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def roles(self) -> list[str]:
+        """The role of every request received, in order of arrival."""
+        with self._lock:
+            return [role_of(request["messages"][-1]["content"]) for request in self.requests]
+
+    def count(self, role: str) -> int:
+        return self.roles().count(role)
+
+    def _next_action(self, role: str) -> dict[str, Any]:
+        with self._lock:
+            planned = self.plan.get(role)
+            if planned:
+                return planned.pop(0)
+        return {"content": self.replies[role]}
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # keep test output clean
+                pass
+
+            def _send_json(self, status: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                self._send_json(200, {"object": "list", "data": [{"id": "test-model", "object": "model"}]})
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with server._lock:
+                    server.requests.append(body)
+                    server.headers.append({key.lower(): value for key, value in self.headers.items()})
+                    server._in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server._in_flight)
+                try:
+                    self._answer(body)
+                finally:
+                    with server._lock:
+                        server._in_flight -= 1
+
+            def _answer(self, body: dict[str, Any]) -> None:
+                prompt = body["messages"][-1]["content"]
+                role = role_of(prompt)
+                action = server._next_action(role)
+                if "status" in action:
+                    self._send_json(action["status"], {"error": {"message": f"injected {action['status']}", "type": "server_error"}})
+                    return
+                if action.get("drop"):
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 4000\r\n\r\n{\"id\":")
+                    self.wfile.flush()
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.close_connection = True
+                    return
+                if "hang" in action:
+                    time.sleep(action["hang"])
+                    action = {"content": server.replies[role]}
+                content = action["content"]
+                message: dict[str, Any] = {"role": "assistant", "content": content}
+                if "reasoning_content" in action:
+                    message["reasoning_content"] = action["reasoning_content"]
+                prompt_tokens, completion_tokens = len(prompt.split()), len(content.split())
+                self._send_json(200, {
+                    "id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()),
+                    "model": body.get("model", "test-model"),
+                    "choices": [{"index": 0, "message": message, "finish_reason": action.get("finish_reason", "stop")}],
+                    "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                              "total_tokens": prompt_tokens + completion_tokens},
+                })
+
+        return Handler

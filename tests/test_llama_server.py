@@ -1,0 +1,109 @@
+"""Integration: SIFT through ChatOpenAI against a real OpenAI-compatible server
+(llama-cpp-python's, serving the embedded SmolLM2 GGUF) on loopback."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from typing import Any
+
+import pytest
+from langchain_core.callbacks import BaseCallbackHandler
+
+from sift_graph import SiftContext, build_sift_graph
+from sift_graph.calls import TAG_PREFIX
+from sift_graph.models import default_model_path
+
+pytestmark = pytest.mark.slow
+
+QUESTION = "Tom has 4 boxes with 6 pencils in each box. He gives away 5 pencils. How many pencils does he have left?"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def llama_server():
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(default_model_path()),
+         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--model_alias", "smollm2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    base_url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base_url}/models", timeout=2):
+                break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"llama_cpp.server did not start: {process.stderr.read()[-2000:]}")
+            time.sleep(0.5)
+    yield base_url
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+class CallWatcher(BaseCallbackHandler):
+    """Records, per SIFT role, the server's token counts and which calls overlapped."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.roles: dict[Any, str] = {}
+        self.in_flight: set[str] = set()
+        self.overlaps: list[set[str]] = []
+        self.server_usage: dict[str, list[int]] = {}
+
+    def on_chat_model_start(self, serialized, messages, *, run_id, tags=None, **kwargs) -> None:
+        role = next(tag[len(TAG_PREFIX):] for tag in tags or [] if tag.startswith(TAG_PREFIX))
+        with self.lock:
+            self.roles[run_id] = role
+            self.in_flight.add(role)
+            self.overlaps.append(set(self.in_flight))
+
+    def on_llm_end(self, response, *, run_id, **kwargs) -> None:
+        usage = (response.llm_output or {}).get("token_usage") or {}
+        with self.lock:
+            role = self.roles[run_id]
+            self.in_flight.discard(role)
+            totals = self.server_usage.setdefault(role, [0, 0])
+            totals[0] += usage.get("prompt_tokens", 0)
+            totals[1] += usage.get("completion_tokens", 0)
+
+
+async def test_a_real_sift_run_through_the_server(llama_server):
+    watcher = CallWatcher()
+    context = SiftContext(model="openai:smollm2", base_url=llama_server, max_tokens=48, request_timeout=300)
+    result = await build_sift_graph().compile().ainvoke(
+        {"question": QUESTION}, {"callbacks": [watcher]}, context=context
+    )
+
+    calls = {role: usage["calls"] for role, usage in result["usage"].items()}
+    assert sum(calls.values()) == {1: 3, 2: 6, 3: 10, None: 11}[result["consensus_round"]]
+    assert calls["predict_sticker"] == calls["predict_query_sticker"] == len(result["rounds"])
+    # usage is the server's own count, role by role
+    assert {role: [u["input_tokens"], u["output_tokens"]] for role, u in result["usage"].items()} == watcher.server_usage
+    for usage in result["usage"].values():
+        assert usage["input_tokens"] > 0 and 0 < usage["output_tokens"] <= 48 * usage["calls"]
+    # both predictions of a round were requested before either came back
+    assert {"predict_sticker", "predict_query_sticker"} in watcher.overlaps
+
+
+def test_the_sync_path_and_the_token_limit(llama_server):
+    context = SiftContext(model="openai:smollm2", base_url=llama_server, max_tokens=8, forward_rounds=0, inverse_rounds=0)
+    result = build_sift_graph().compile().invoke({"question": QUESTION}, context=context)
+    first = result["rounds"][0]
+    assert first["predict_sticker"]["truncated"] or result["usage"]["predict_sticker"]["output_tokens"] < 8
+    assert all(usage["output_tokens"] <= 8 * usage["calls"] for usage in result["usage"].values())

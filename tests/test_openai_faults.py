@@ -1,0 +1,223 @@
+"""The OpenAI-compatible path against a fault-injecting server on loopback: retries,
+clear errors, reasoning models, truncation, concurrency, resume, and secrets."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+
+import openai
+import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.types import RetryPolicy
+
+from conftest import QUESTION, STICKER, boxed, script_for
+from fault_server import FaultServer
+from sift_graph import SiftContext, build_sift_graph
+from sift_graph.faults import is_transient_fault
+from sift_graph.models import OpenAICompatibleChatModel, resolve_model
+
+FAST_RETRY = RetryPolicy(max_attempts=4, initial_interval=0.01, backoff_factor=1.0, jitter=False, retry_on=is_transient_fault)
+SECRET = "sk-test-7f3a9c1e5b2d4f6a8c0e"
+
+
+def flatten(script: dict) -> dict[str, str]:
+    """The fault server answers each role with one reply: the first of a scripted list."""
+    return {role: replies[0] if isinstance(replies, list) else replies for role, replies in script.items()}
+
+
+@pytest.fixture
+def server():
+    running = FaultServer(flatten(script_for(["4"], ["4"]))).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def graph():
+    return build_sift_graph(retry_policy=FAST_RETRY).compile()
+
+
+def context_for(server: FaultServer, **kwargs) -> SiftContext:
+    return SiftContext(model="openai:test-model", base_url=server.base_url, **{"request_timeout": 2.0, **kwargs})
+
+
+def test_a_full_run_through_the_openai_client(server, graph):
+    result = graph.invoke({"question": QUESTION}, context=context_for(server, max_tokens=64))
+    assert result["consensus_round"] == 1 and result["answer"] == "4"
+    assert sorted(server.roles()) == ["predict_query_sticker", "predict_sticker", "sticker"]
+    assert all(request["max_tokens"] == 64 and request["temperature"] == 0.0 for request in server.requests)
+    assert all("top_p" not in request and "max_completion_tokens" not in request for request in server.requests)
+    # usage comes from the server's own counts
+    sticker_request = server.requests[server.roles().index("sticker")]
+    assert result["usage"]["sticker"]["input_tokens"] == len(sticker_request["messages"][-1]["content"].split())
+
+
+def test_sampling_settings_reach_the_server(server, graph):
+    graph.invoke({"question": QUESTION}, context=context_for(server, temperature=0.6, top_p=0.9, max_tokens=99))
+    assert {(r["temperature"], r["top_p"], r["max_tokens"]) for r in server.requests} == {(0.6, 0.9, 99)}
+
+
+def test_the_official_api_gets_the_new_token_limit_name():
+    model = OpenAICompatibleChatModel(model="x", api_key="k", token_limit_param="max_completion_tokens")
+    payload = model._get_request_payload([("user", "hi")], max_tokens=12)
+    assert payload["max_completion_tokens"] == 12 and "max_tokens" not in payload
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        [{"status": 429}], [{"status": 500}], [{"status": 503}, {"status": 502}],
+        [{"hang": 3.0}], [{"drop": True}], [{"status": 429}, {"drop": True}, {"hang": 3.0}],
+    ],
+    ids=["429", "500", "503-502", "timeout", "dropped", "mixed"],
+)
+def test_transient_faults_are_retried(server, graph, faults):
+    server.plan["sticker"] = list(faults)
+    result = graph.invoke({"question": QUESTION}, context=context_for(server))
+    assert result["consensus_round"] == 1
+    assert server.count("sticker") == len(faults) + 1
+    assert result["usage"]["sticker"]["calls"] == 1  # a failed attempt is not a call that happened
+
+
+@pytest.mark.parametrize("status", [400, 401, 404])
+def test_faults_a_retry_cannot_fix_fail_at_once(server, graph, status):
+    server.plan["sticker"] = [{"status": status}]
+    with pytest.raises(openai.APIStatusError) as raised:
+        graph.invoke({"question": QUESTION}, context=context_for(server))
+    assert raised.value.status_code == status
+    assert server.count("sticker") == 1
+
+
+def test_a_fault_that_outlasts_the_retries_is_a_clear_error_and_nothing_is_lost(server, graph):
+    server.replies.update(flatten(script_for(["4"], ["3"])))  # round 1 disagrees
+    server.plan["forward"] = [{"status": 503}] * 4
+    checkpointed = build_sift_graph(retry_policy=FAST_RETRY).compile(checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "faulty"}}
+    with pytest.raises(openai.InternalServerError):
+        checkpointed.invoke({"question": QUESTION}, config, context=context_for(server))
+    assert server.count("forward") == 4
+    saved = checkpointed.get_state(config)
+    assert len(saved.values["rounds"]) == 1 and saved.next == ("forward_optimize",)
+
+    before = server.count("sticker"), server.count("predict_sticker"), server.count("predict_query_sticker")
+    server.replies.update(flatten(script_for(["5"], ["5"])))  # the server recovers
+    result = checkpointed.invoke(None, config, context=context_for(server))
+    assert result["consensus_round"] == 2
+    assert (server.count("sticker"), server.count("predict_sticker"), server.count("predict_query_sticker")) == (
+        before[0], before[1] + 1, before[2] + 1)
+    assert result["usage"]["sticker"]["calls"] == 1 and result["usage"]["forward"]["calls"] == 1
+
+
+def test_refused_connection_is_retried_then_reported():
+    graph = build_sift_graph(retry_policy=FAST_RETRY).compile()
+    context = SiftContext(model="openai:test-model", base_url="http://127.0.0.1:9/v1", request_timeout=1.0)
+    with pytest.raises(openai.APIConnectionError):
+        graph.invoke({"question": QUESTION}, context=context)
+
+
+def test_empty_and_think_only_replies_have_no_answer_and_never_agree(server, graph):
+    server.replies["predict_sticker"] = ""
+    server.replies["predict_query_sticker"] = "<think>Adding 3 and 2 gives \\boxed{5}"  # cut inside its thinking
+    server.replies["direct"] = boxed("5")
+    result = graph.invoke({"question": QUESTION}, context=context_for(server))
+    first = result["rounds"][0]
+    assert first["predict_sticker"]["answer"] is None
+    assert first["predict_query_sticker"]["answer"] is None
+    assert first["predict_query_sticker"]["reasoning"].startswith("Adding 3 and 2")
+    assert result["consensus_round"] is None and result["answer"] == "5"
+
+
+def test_a_reasoning_model_is_read_from_its_final_part(server, graph):
+    server.replies["predict_sticker"] = "<think>3 + 2... maybe \\boxed{6}? no.</think>So the total is \\boxed{5}."
+    server.plan["predict_query_sticker"] = [
+        {"content": "The total is \\boxed{5}.", "reasoning_content": "Ann had 3, bought 2: \\boxed{7}? no, 5."}
+    ]
+    result = graph.invoke({"question": QUESTION}, context=context_for(server))
+    first = result["rounds"][0]
+    assert first["predict_sticker"]["answer"] == "5" and first["predict_sticker"]["reasoning"] == "3 + 2... maybe \\boxed{6}? no."
+    assert first["predict_query_sticker"]["reasoning"] == "Ann had 3, bought 2: \\boxed{7}? no, 5."
+    assert result["answer"] == "5" and result["response"] == "The total is \\boxed{5}."
+
+
+def test_a_truncated_prediction_is_recorded_and_never_agrees(server, graph):
+    server.plan["predict_sticker"] = [{"content": boxed("4"), "finish_reason": "length"}]
+    server.replies.update(forward=STICKER, inverse=STICKER)
+    result = graph.invoke({"question": QUESTION}, context=context_for(server))
+    assert result["rounds"][0]["predict_sticker"]["truncated"] is True
+    assert result["rounds"][0]["agreed"] is False and result["consensus_round"] == 2
+
+
+async def test_both_predictions_are_in_flight_together(server):
+    server.plan["predict_sticker"] = [{"hang": 0.3}]
+    server.plan["predict_query_sticker"] = [{"hang": 0.3}]
+    result = await build_sift_graph().compile().ainvoke({"question": QUESTION}, context=context_for(server))
+    assert result["consensus_round"] == 1
+    assert server.max_in_flight == 2
+
+
+async def test_a_batch_runs_with_bounded_requests_in_flight(server):
+    for role in ("sticker", "predict_sticker", "predict_query_sticker"):
+        server.plan[role] = [{"hang": 0.05}] * 12
+    graph = build_sift_graph().compile()
+    results = await graph.abatch(
+        [{"question": f"{QUESTION} ({n})"} for n in range(6)], config={"max_concurrency": 3}, context=context_for(server)
+    )
+    assert [r["consensus_round"] for r in results] == [1] * 6
+    assert 2 < server.max_in_flight <= 6  # several questions at once, never more than 3 x 2
+
+
+def test_the_api_key_reaches_the_server_and_nothing_else(server, tmp_path):
+    db = tmp_path / "checkpoints.sqlite"
+    with SqliteSaver.from_conn_string(str(db)) as saver:
+        graph = build_sift_graph().compile(checkpointer=saver)
+        context = context_for(server, api_key=SECRET)
+        result = graph.invoke({"question": QUESTION}, {"configurable": {"thread_id": "t"}}, context=context)
+        history = list(graph.get_state_history({"configurable": {"thread_id": "t"}}))
+    assert all(headers.get("authorization") == f"Bearer {SECRET}" for headers in server.headers)
+    assert SECRET not in repr(context) and SECRET not in str(resolve_model("openai:test-model", context.connection))
+    assert SECRET not in json.dumps(result) and SECRET not in repr(history)
+    raw = db.read_bytes() + b"".join((tmp_path / name).read_bytes() for name in ("checkpoints.sqlite-wal",) if (tmp_path / name).exists())
+    assert SECRET.encode() not in raw
+    with sqlite3.connect(db) as connection:
+        for (table,) in connection.execute("select name from sqlite_master where type='table'").fetchall():
+            assert SECRET not in repr(connection.execute(f"select * from {table}").fetchall())
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "sift_graph.cli", "solve", QUESTION, "--json", "--model", "openai:test-model",
+         "--base-url", server.base_url],
+        capture_output=True, text=True, env={"OPENAI_API_KEY": SECRET, "PATH": ""}, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["answer"] == "4"
+    assert SECRET not in proc.stdout and SECRET not in proc.stderr
+    assert server.headers[-1]["authorization"] == f"Bearer {SECRET}"
+
+
+def test_the_cli_reports_a_lasting_fault_in_one_line(server):
+    server.plan["sticker"] = [{"status": 503}] * 10
+    proc = subprocess.run(
+        [sys.executable, "-m", "sift_graph.cli", "solve", QUESTION, "--model", "openai:test-model",
+         "--base-url", server.base_url, "--timeout", "2"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[-1] == "sift: error: model call failed: the model server answered HTTP 503: injected 503"
+    assert "Traceback" not in proc.stderr
+
+
+def test_openai_itself_needs_a_key(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with pytest.raises(ValueError, match="^api_key: "):
+        resolve_model("openai:gpt-4o-mini")
+
+
+def test_bad_connection_settings_are_named():
+    with pytest.raises(ValueError, match="^base_url: "):
+        SiftContext(base_url="localhost:8000")
+    with pytest.raises(ValueError, match="^request_timeout: "):
+        SiftContext(request_timeout=0)
