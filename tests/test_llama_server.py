@@ -30,12 +30,15 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def llama_server():
+def llama_server(tmp_path_factory):
     port = free_port()
+    # The server logs a lot: to a file, since an unread pipe would fill and stall it.
+    log_path = tmp_path_factory.mktemp("llama") / "server.log"
+    log = log_path.open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(default_model_path()),
          "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--model_alias", "smollm2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        stdout=log, stderr=subprocess.STDOUT,
     )
     base_url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 180
@@ -46,7 +49,7 @@ def llama_server():
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                raise RuntimeError(f"llama_cpp.server did not start: {process.stderr.read()[-2000:]}")
+                raise RuntimeError(f"llama_cpp.server did not start: {log_path.read_text()[-2000:]}")
             time.sleep(0.5)
     yield base_url
     process.terminate()
@@ -54,6 +57,7 @@ def llama_server():
         process.wait(timeout=20)
     except subprocess.TimeoutExpired:
         process.kill()
+    log.close()
 
 
 class CallWatcher(BaseCallbackHandler):
