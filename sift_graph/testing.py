@@ -116,7 +116,11 @@ class ScriptedChatModel(BaseChatModel):
         )
         return ChatResult(generations=[ChatGeneration(message=message)])
 
-    def _record(self, role: str, prompt: str, kwargs: dict[str, Any], started: float) -> None:
+    def _begin(self, messages: list[BaseMessage], run_manager: Any) -> tuple[str, str, dict[str, Any], float]:
+        role = self._role(run_manager)
+        return role, str(messages[-1].content), self._start(role), time.monotonic()
+
+    def _finish(self, role: str, prompt: str, kwargs: dict[str, Any], started: float) -> None:
         with self._lock:
             self._in_flight -= 1
             self._calls.append(RecordedCall(role, prompt, dict(kwargs), started, time.monotonic()))
@@ -128,15 +132,13 @@ class ScriptedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        started = time.monotonic()
-        role = self._role(run_manager)
-        prompt = str(messages[-1].content)
-        reply = self._start(role)
-        if self.before_reply is not None:
-            self.before_reply(role)
-        if self.latency:
+        role, prompt, reply, started = self._begin(messages, run_manager)
+        try:
+            if self.before_reply is not None:
+                self.before_reply(role)
             time.sleep(self.latency)
-        self._record(role, prompt, kwargs, started)
+        finally:
+            self._finish(role, prompt, kwargs, started)
         return self._result(prompt, reply)
 
     async def _agenerate(
@@ -146,11 +148,9 @@ class ScriptedChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        started = time.monotonic()
-        role = self._role(run_manager)
-        prompt = str(messages[-1].content)
-        reply = self._start(role)
-        if self.latency:
+        role, prompt, reply, started = self._begin(messages, run_manager)
+        try:
             await asyncio.sleep(self.latency)
-        self._record(role, prompt, kwargs, started)
+        finally:
+            self._finish(role, prompt, kwargs, started)
         return self._result(prompt, reply)

@@ -58,3 +58,23 @@ def test_input_and_output_json_schemas():
     assert graph.get_input_jsonschema()["required"] == ["question"]
     assert set(graph.get_output_jsonschema()["properties"]) == {
         "answer", "response", "consensus_round", "sticker", "rounds", "usage"}
+
+
+def test_context_fields_are_settable_from_studio():
+    properties = load_exported_graph().get_context_jsonschema()["properties"]
+    assert {"model", "forward_rounds", "inverse_rounds", "max_tokens", "temperature", "base_url"} <= set(properties)
+    assert properties["model"]["anyOf"] == [{"type": "string"}, {"type": "null"}]
+
+
+def test_a_json_context_as_the_server_sends_it(monkeypatch):
+    from conftest import QUESTION, script_for
+    from sift_graph.testing import ScriptedChatModel
+
+    model = ScriptedChatModel(script=script_for(["1"], ["2"]))
+    monkeypatch.setattr("sift_graph.nodes.resolve_model", lambda spec, connection=None: model)
+    result = load_exported_graph().invoke(
+        {"question": QUESTION}, context={"model": "default", "forward_rounds": 0, "inverse_rounds": 0, "max_tokens": 9}
+    )
+    assert result["consensus_round"] is None
+    assert model.call_counts() == {"sticker": 1, "predict_sticker": 1, "predict_query_sticker": 1, "direct": 1}
+    assert model.calls[0].kwargs["max_tokens"] == 9
