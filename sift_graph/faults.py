@@ -14,7 +14,7 @@ def is_transient_fault(exc: BaseException) -> bool:
     import httpx
     import openai
 
-    if isinstance(exc, (openai.APIConnectionError, openai.APITimeoutError)):  # refused, reset, dropped, slow
+    if isinstance(exc, openai.APIConnectionError):  # refused, reset, dropped; APITimeoutError too
         return True
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code in RETRYABLE_STATUS

