@@ -10,6 +10,8 @@ with status 2 and one line on stderr.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import sys
 import time
@@ -157,6 +159,23 @@ def _quiet_transformers() -> None:
     hf_logging.set_verbosity_error()
 
 
+def load_model_quietly(context: SiftContext) -> Any:
+    """Resolve the context's model without the loaders' progress bars on stderr.
+
+    The one-time GGUF conversion draws a plain tqdm bar that no transformers setting
+    turns off. What the loaders printed is replayed if loading fails unexpectedly.
+    """
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            return resolve_model(context.model, context.connection)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    except BaseException:
+        sys.stderr.write(captured.getvalue())
+        raise
+
+
 def solve(args: argparse.Namespace, out: TextIO, progress: TextIO) -> int:
     from sift_graph.graph import build_sift_graph
 
@@ -165,10 +184,7 @@ def solve(args: argparse.Namespace, out: TextIO, progress: TextIO) -> int:
     context = context_from_args(args)
     started = time.monotonic()
     print(f"model: {args.model} (loading...)", file=progress, flush=True)
-    try:
-        context.model = resolve_model(context.model, context.connection)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
+    context.model = load_model_quietly(context)
     print(f"model ready in {time.monotonic() - started:.1f} s", file=progress, flush=True)
     print(f"question: {question}", file=progress, flush=True)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -118,3 +119,26 @@ def test_openai_without_key_or_server_exits_2(monkeypatch, capsys):
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     assert cli.main(["solve", "q", "--model", "openai:gpt-4o-mini"]) == 2
     assert capsys.readouterr().err.startswith("sift: error: api_key: OpenAI itself needs an API key")
+
+
+def test_model_loading_progress_is_kept_off_the_output(monkeypatch, capsys):
+    model = ScriptedChatModel(script=script_for(["4"], ["4"]))
+
+    def noisy_load(spec, connection=None):
+        print("Converting and de-quantizing GGUF tensors...: 100%", file=sys.stderr)
+        return model
+
+    monkeypatch.setattr(cli, "resolve_model", noisy_load)
+    assert cli.main(["solve", QUESTION, "--json"]) == 0
+    assert "Converting" not in capsys.readouterr().err
+
+
+def test_a_failed_load_replays_what_the_loader_printed(monkeypatch, capsys):
+    def broken_load(spec, connection=None):
+        print("loader diagnostics", file=sys.stderr)
+        raise RuntimeError("weights corrupt")
+
+    monkeypatch.setattr(cli, "resolve_model", broken_load)
+    with pytest.raises(RuntimeError, match="weights corrupt"):
+        cli.main(["solve", QUESTION])
+    assert "loader diagnostics" in capsys.readouterr().err
