@@ -1,0 +1,134 @@
+"""Checkpointers from one setting string.
+
+A setting is one of:
+
+- ``"memory"``: LangGraph's in-memory saver (a process's lifetime; tests, notebooks);
+- ``"postgresql://..."`` (or ``postgres://``): LangGraph's PostgreSQL saver, for teams and
+  for many workers sharing one database;
+- anything else: a SQLite file path (``sqlite:///`` prefix optional), created with its
+  folder on first use. The CLI's default is :data:`DEFAULT_CHECKPOINTS`.
+
+Both a sync and an async form are given because LangGraph's savers for files and databases
+come in one flavour each: ``graph.invoke`` needs the sync saver and ``graph.ainvoke``
+the async one. The tables are created (``setup()``) on open, so a fresh file or an
+empty database just works.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.memory import InMemorySaver
+
+#: Where the CLI keeps its runs unless told otherwise (``--checkpoints`` or this variable).
+DEFAULT_CHECKPOINTS = os.path.join(".sift", "checkpoints.sqlite")
+CHECKPOINTS_ENV = "SIFT_CHECKPOINTS"
+
+_POSTGRES_PREFIXES = ("postgresql://", "postgres://")
+_SQLITE_PREFIX = "sqlite:///"
+# Enough connections for the graph's parallel predictions across a batch of runs; a
+# worker needing more waits for one rather than failing.
+_POOL_MAX_SIZE = 16
+
+
+def default_checkpoints() -> str:
+    """The CLI's setting: ``$SIFT_CHECKPOINTS`` when set, else ``.sift/checkpoints.sqlite``."""
+    return os.environ.get(CHECKPOINTS_ENV) or DEFAULT_CHECKPOINTS
+
+
+def checkpoint_kind(setting: str) -> str:
+    """``"memory"``, ``"postgres"`` or ``"sqlite"``; ``ValueError`` naming the field if empty."""
+    if not isinstance(setting, str) or not setting.strip():
+        raise ValueError("checkpoints: expected 'memory', a SQLite file path or a postgresql:// URL")
+    if setting == "memory":
+        return "memory"
+    if setting.startswith(_POSTGRES_PREFIXES):
+        return "postgres"
+    return "sqlite"
+
+
+def describe_checkpoints(setting: str) -> str:
+    """The setting as it is safe to print: a PostgreSQL password is masked."""
+    if checkpoint_kind(setting) != "postgres":
+        return setting
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        params = conninfo_to_dict(setting)
+    except Exception:
+        return "postgresql://…"
+    user = params.get("user", "")
+    host = params.get("host", "")
+    port = f":{params['port']}" if params.get("port") else ""
+    return f"postgresql://{user}{'@' if user else ''}{host}{port}/{params.get('dbname', '')}"
+
+
+def _sqlite_path(setting: str) -> str:
+    path = setting[len(_SQLITE_PREFIX) :] if setting.startswith(_SQLITE_PREFIX) else setting
+    if path != ":memory:":
+        Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    return str(Path(path).expanduser()) if path != ":memory:" else path
+
+
+def _postgres_connection_kwargs() -> dict:
+    from psycopg.rows import dict_row
+
+    # What LangGraph's saver expects of its connections: autocommit (each write is its
+    # own transaction) and rows as dicts; prepared statements from the first use.
+    return {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
+
+
+@contextmanager
+def open_checkpointer(setting: str) -> Iterator[BaseCheckpointSaver]:
+    """A ready saver for ``graph.invoke``/``graph.stream``; closed on exit."""
+    kind = checkpoint_kind(setting)
+    if kind == "memory":
+        yield InMemorySaver()
+    elif kind == "sqlite":
+        from langgraph.checkpoint.sqlite import SqliteSaver
+
+        with SqliteSaver.from_conn_string(_sqlite_path(setting)) as saver:
+            saver.setup()
+            yield saver
+    else:
+        from langgraph.checkpoint.postgres import PostgresSaver
+        from psycopg_pool import ConnectionPool
+
+        with ConnectionPool(
+            setting, min_size=1, max_size=_POOL_MAX_SIZE, kwargs=_postgres_connection_kwargs()
+        ) as pool:
+            saver = PostgresSaver(pool)
+            saver.setup()
+            yield saver
+
+
+@asynccontextmanager
+async def aopen_checkpointer(setting: str) -> AsyncIterator[BaseCheckpointSaver]:
+    """A ready saver for ``graph.ainvoke``/``graph.astream``; closed on exit."""
+    kind = checkpoint_kind(setting)
+    if kind == "memory":
+        yield InMemorySaver()
+    elif kind == "sqlite":
+        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+        async with AsyncSqliteSaver.from_conn_string(_sqlite_path(setting)) as saver:
+            await saver.setup()
+            yield saver
+    else:
+        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+        from psycopg_pool import AsyncConnectionPool
+
+        async with AsyncConnectionPool(
+            setting,
+            min_size=1,
+            max_size=_POOL_MAX_SIZE,
+            kwargs=_postgres_connection_kwargs(),
+            open=False,
+        ) as pool:
+            saver = AsyncPostgresSaver(pool)
+            await saver.setup()
+            yield saver
