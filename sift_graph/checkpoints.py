@@ -16,6 +16,7 @@ empty database just works.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -28,11 +29,18 @@ from langgraph.checkpoint.memory import InMemorySaver
 DEFAULT_CHECKPOINTS = os.path.join(".sift", "checkpoints.sqlite")
 CHECKPOINTS_ENV = "SIFT_CHECKPOINTS"
 
+#: How runs are checkpointed: "sync" writes each step's checkpoint before the next step
+#: starts, so a process killed at any moment loses at most the model calls in flight.
+#: ("async" overlaps the write with the next step, and a kill can lose a finished step;
+#: "exit" writes only at the end.) A write costs far less than a model call.
+RUN_DURABILITY = "sync"
+
 _POSTGRES_PREFIXES = ("postgresql://", "postgres://")
 _SQLITE_PREFIX = "sqlite:///"
 # Enough connections for the graph's parallel predictions across a batch of runs; a
 # worker needing more waits for one rather than failing.
 _POOL_MAX_SIZE = 16
+_CONNECT_TIMEOUT_S = 10
 
 
 def default_checkpoints() -> str:
@@ -82,6 +90,17 @@ def _postgres_connection_kwargs() -> dict:
     return {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
 
 
+def _setup_postgres(setting: str) -> None:
+    """Create the saver's tables over one plain connection first: a wrong URL or a server
+    that is down fails here at once with the driver's own message, where a pool would
+    retry quietly until its timeout."""
+    import psycopg
+    from langgraph.checkpoint.postgres import PostgresSaver
+
+    with psycopg.connect(setting, connect_timeout=_CONNECT_TIMEOUT_S, **_postgres_connection_kwargs()) as conn:
+        PostgresSaver(conn).setup()
+
+
 @contextmanager
 def open_checkpointer(setting: str) -> Iterator[BaseCheckpointSaver]:
     """A ready saver for ``graph.invoke``/``graph.stream``; closed on exit."""
@@ -98,12 +117,11 @@ def open_checkpointer(setting: str) -> Iterator[BaseCheckpointSaver]:
         from langgraph.checkpoint.postgres import PostgresSaver
         from psycopg_pool import ConnectionPool
 
+        _setup_postgres(setting)
         with ConnectionPool(
             setting, min_size=1, max_size=_POOL_MAX_SIZE, kwargs=_postgres_connection_kwargs()
         ) as pool:
-            saver = PostgresSaver(pool)
-            saver.setup()
-            yield saver
+            yield PostgresSaver(pool)
 
 
 @asynccontextmanager
@@ -122,6 +140,7 @@ async def aopen_checkpointer(setting: str) -> AsyncIterator[BaseCheckpointSaver]
         from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
         from psycopg_pool import AsyncConnectionPool
 
+        await asyncio.to_thread(_setup_postgres, setting)
         async with AsyncConnectionPool(
             setting,
             min_size=1,
@@ -129,6 +148,4 @@ async def aopen_checkpointer(setting: str) -> AsyncIterator[BaseCheckpointSaver]
             kwargs=_postgres_connection_kwargs(),
             open=False,
         ) as pool:
-            saver = AsyncPostgresSaver(pool)
-            await saver.setup()
-            yield saver
+            yield AsyncPostgresSaver(pool)

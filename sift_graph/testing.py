@@ -7,15 +7,22 @@
 Each role maps to one reply or a list of replies used in order (the last one repeats).
 A reply is a string, or a dict `{"text": ..., "finish_reason": "length"}` to simulate a
 cut-off. The role is read from the call's `sift:<role>` tag, so an untagged call fails.
+
+The model spec `scripted:<file.json>` loads one from a JSON file (see
+`scripted_model_from_file`), so a subprocess, the CLI or a LangGraph server can run SIFT
+with no weights at all.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
@@ -47,6 +54,16 @@ class ScriptedChatModel(BaseChatModel):
     failures: dict[str, int] = {}
     """Per role, how many first calls raise ConnectionError (a transient fault to retry)."""
     accepts_decoding_kwargs: bool = True
+    hold: dict[str, int] = {}
+    """Per role, the call number (1-based) that never returns: a process stuck mid-call,
+    for crash tests that kill it there."""
+    call_log: str | None = None
+    """A file to which every call's start and finish are appended as JSON lines (fsynced),
+    so that a test can see which calls a killed process had finished."""
+    resume_from_log: bool = False
+    """Start where the calls finished in `call_log` (by earlier, killed processes) left
+    off, so a resumed process gets the replies an uninterrupted run would: the fake's
+    stand-in for a deterministic model, whose reply depends on how far the run is."""
 
     _calls: list[RecordedCall] = PrivateAttr(default_factory=list)
     _served: dict[str, int] = PrivateAttr(default_factory=lambda: defaultdict(int))
@@ -54,6 +71,15 @@ class ScriptedChatModel(BaseChatModel):
     _attempts: dict[str, int] = PrivateAttr(default_factory=dict)
     _in_flight: int = PrivateAttr(default=0)
     _max_in_flight: int = PrivateAttr(default=0)
+
+    def model_post_init(self, context: Any, /) -> None:
+        super().model_post_init(context)
+        if self.resume_from_log and self.call_log is not None and os.path.exists(self.call_log):
+            with open(self.call_log, encoding="utf-8") as log:
+                for line in log:
+                    entry = json.loads(line)
+                    if entry["event"] == "finish":
+                        self._served[entry["role"]] += 1
 
     @property
     def _llm_type(self) -> str:
@@ -99,7 +125,9 @@ class ScriptedChatModel(BaseChatModel):
             reply = replies[min(index, len(replies) - 1)]
         else:
             reply = replies
-        return {"text": reply, "finish_reason": "stop"} if isinstance(reply, str) else reply
+        reply = {"text": reply, "finish_reason": "stop"} if isinstance(reply, str) else dict(reply)
+        reply["call"] = index + 1  # this role's call number, 1-based
+        return reply
 
     def _result(self, prompt: str, reply: dict[str, Any]) -> ChatResult:
         text = reply["text"]
@@ -118,12 +146,27 @@ class ScriptedChatModel(BaseChatModel):
 
     def _begin(self, messages: list[BaseMessage], run_manager: Any) -> tuple[str, str, dict[str, Any], float]:
         role = self._role(run_manager)
-        return role, str(messages[-1].content), self._start(role), time.monotonic()
+        reply = self._start(role)
+        self._log("start", role, reply["call"])
+        return role, str(messages[-1].content), reply, time.monotonic()
 
-    def _finish(self, role: str, prompt: str, kwargs: dict[str, Any], started: float) -> None:
+    def _finish(self, role: str, prompt: str, kwargs: dict[str, Any], started: float, call: int) -> None:
         with self._lock:
             self._in_flight -= 1
             self._calls.append(RecordedCall(role, prompt, dict(kwargs), started, time.monotonic()))
+        self._log("finish", role, call)
+
+    def _held(self, role: str, reply: dict[str, Any]) -> bool:
+        return reply["call"] == self.hold.get(role)
+
+    def _log(self, event: str, role: str, call: int) -> None:
+        if self.call_log is None:
+            return
+        line = json.dumps({"event": event, "role": role, "call": call, "pid": os.getpid()})
+        with self._lock, open(self.call_log, "a", encoding="utf-8") as log:
+            log.write(line + "\n")
+            log.flush()
+            os.fsync(log.fileno())
 
     def _generate(
         self,
@@ -136,9 +179,11 @@ class ScriptedChatModel(BaseChatModel):
         try:
             if self.before_reply is not None:
                 self.before_reply(role)
+            while self._held(role, reply):
+                time.sleep(1.0)
             time.sleep(self.latency)
         finally:
-            self._finish(role, prompt, kwargs, started)
+            self._finish(role, prompt, kwargs, started, reply["call"])
         return self._result(prompt, reply)
 
     async def _agenerate(
@@ -150,7 +195,32 @@ class ScriptedChatModel(BaseChatModel):
     ) -> ChatResult:
         role, prompt, reply, started = self._begin(messages, run_manager)
         try:
+            while self._held(role, reply):
+                await asyncio.sleep(1.0)
             await asyncio.sleep(self.latency)
         finally:
-            self._finish(role, prompt, kwargs, started)
+            self._finish(role, prompt, kwargs, started, reply["call"])
         return self._result(prompt, reply)
+
+
+def scripted_model_from_file(path: str | os.PathLike[str]) -> ScriptedChatModel:
+    """A `ScriptedChatModel` from a JSON file: the keyword arguments of the class, e.g.
+
+        {"script": {"sticker": "...", "predict_sticker": ["\\boxed{3}", "\\boxed{4}"], ...},
+         "latency": 0.05, "hold": {"predict_query_sticker": 2}, "call_log": "calls.jsonl"}
+
+    Raises ValueError naming the `model` field when the file is missing or malformed.
+    """
+    file = Path(path).expanduser()
+    try:
+        settings = json.loads(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"model: cannot read scripted model file {str(file)!r}: {exc.strerror or exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"model: scripted model file {str(file)!r} is not JSON: {exc}") from exc
+    if not isinstance(settings, dict) or not isinstance(settings.get("script"), dict):
+        raise ValueError(f"model: scripted model file {str(file)!r} needs a 'script' object of replies by role")
+    try:
+        return ScriptedChatModel(**settings)
+    except Exception as exc:  # pydantic's message names the bad key
+        raise ValueError(f"model: scripted model file {str(file)!r}: {exc}") from exc

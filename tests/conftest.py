@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from sift_graph import build_sift_graph
@@ -43,3 +45,20 @@ def scripted():
         return ScriptedChatModel(script=script_for(sticker_answers, query_answers, direct), **kwargs)
 
     return make
+
+
+POSTGRES_URL_ENV = "SIFT_TEST_POSTGRES_URL"
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def checkpoints(request, tmp_path) -> str:
+    """A checkpointer setting of each kind; PostgreSQL is a real server on loopback
+    (scripts/test starts one and sets $SIFT_TEST_POSTGRES_URL)."""
+    if request.param == "memory":
+        return "memory"
+    if request.param == "sqlite":
+        return str(tmp_path / "checkpoints.sqlite")
+    url = os.environ.get(POSTGRES_URL_ENV)
+    if not url:
+        pytest.skip(f"no PostgreSQL server: set {POSTGRES_URL_ENV} (scripts/test does)")
+    return url

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 
 import pytest
@@ -10,6 +11,14 @@ import pytest
 from conftest import QUESTION, script_for
 from sift_graph import cli
 from sift_graph.testing import ScriptedChatModel
+
+
+@pytest.fixture(autouse=True)
+def checkpoints_in_tmp(tmp_path, monkeypatch):
+    """Runs are kept in a file of the test's own, not in the working folder's .sift/."""
+    path = tmp_path / "runs.sqlite"
+    monkeypatch.setenv("SIFT_CHECKPOINTS", str(path))
+    return path
 
 
 @pytest.fixture
@@ -24,7 +33,8 @@ def test_solve_prints_each_stage_then_the_answer(scripted_cli, capsys):
     assert cli.main(["solve", QUESTION]) == 0
     out, err = capsys.readouterr()
     lines = out.splitlines()
-    assert lines[0] == "model: default (loading...)"
+    assert re.fullmatch(r"thread: [0-9a-f-]{36}", lines[0])
+    assert lines[1] == "model: default (loading...)"
     assert f"question: {QUESTION}" in lines
     assert "[round 1] sticker (generated):" in lines
     assert "[round 1] no consensus: 4 vs 3" in lines
@@ -41,7 +51,8 @@ def test_json_puts_only_the_result_on_stdout(scripted_cli, capsys):
     out, err = capsys.readouterr()
     result = json.loads(out)
     assert result["answer"] == "5" and result["consensus_round"] == 2
-    assert set(result) == {"answer", "response", "consensus_round", "sticker", "rounds", "usage"}
+    assert set(result) == {"thread_id", "answer", "response", "consensus_round", "sticker", "rounds", "usage"}
+    assert err.splitlines()[0] == f"thread: {result['thread_id']}"
     assert "[round 2] consensus: 5 vs 5" in err
 
 
