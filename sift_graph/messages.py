@@ -1,0 +1,102 @@
+"""SIFT for chat-shaped graphs: reads the last human message, answers with an AI message.
+
+    from sift_graph.messages import build_sift_messages_graph
+
+    parent.add_node("sift", build_sift_messages_graph().compile())
+
+The adapter's input and output are only `messages`, so a parent built on
+`MessagesState` gets exactly one new AI message per question and none of SIFT's
+working state. The SIFT graph runs inside it as a subgraph: its stages stream with
+`stream(..., subgraphs=True)` and it checkpoints and resumes with the parent.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage
+from langgraph.graph import START, StateGraph
+from langgraph.graph.message import add_messages
+from typing_extensions import TypedDict
+
+from sift_graph.context import SiftContext
+from sift_graph.graph import MODEL_RETRY, build_sift_graph
+from sift_graph.nodes import validate_question
+from sift_graph.state import RoleUsage, RoundRecord, Sticker
+
+# The name SIFT's AI messages carry, so a multi-agent transcript says who answered.
+MESSAGE_NAME = "sift"
+
+
+class MessagesState(TypedDict):
+    messages: Annotated[list[AnyMessage], add_messages]
+
+
+class SiftMessagesState(MessagesState, total=False):
+    """The adapter's own working state. SIFT's results are plain last-value channels
+    here (no reducers): each question replaces the last one's, so a chat thread that asks
+    many questions never accumulates rounds across them."""
+
+    question: str
+    answer: str | None
+    response: str | None
+    consensus_round: int | None
+    sticker: Sticker | None
+    rounds: list[RoundRecord]
+    usage: dict[str, RoleUsage]
+
+
+def last_human_text(messages: list[BaseMessage]) -> str:
+    """The text of the last human message; ValueError naming `messages` if there is none."""
+    for message in reversed(messages):
+        if isinstance(message, HumanMessage):
+            content = message.content
+            if isinstance(content, list):  # content blocks: keep the text ones
+                content = "\n".join(
+                    block if isinstance(block, str) else str(block.get("text", ""))
+                    for block in content
+                    if isinstance(block, str) or block.get("type") == "text"
+                )
+            return str(content)
+    raise ValueError("messages: no human message to answer")
+
+
+def answer_message(state: dict[str, Any]) -> AIMessage:
+    """SIFT's result as one AI message: the chosen solution as content, the extracted
+    answer and how it was reached in `response_metadata`."""
+    usage = state.get("usage") or {}
+    return AIMessage(
+        content=state.get("response") or "",
+        name=MESSAGE_NAME,
+        response_metadata={
+            "sift_answer": state.get("answer"),
+            "sift_consensus_round": state.get("consensus_round"),
+            "sift_rounds": len(state.get("rounds") or []),
+            "sift_calls": sum(role["calls"] for role in usage.values()),
+        },
+    )
+
+
+def read_question(state: SiftMessagesState) -> dict[str, Any]:
+    return {"question": validate_question(last_human_text(state["messages"]))}
+
+
+def reply(state: SiftMessagesState) -> dict[str, Any]:
+    return {"messages": [answer_message(state)]}
+
+
+def build_sift_messages_graph(*, retry_policy=MODEL_RETRY) -> StateGraph:
+    """An uncompiled graph: `{"messages": [...]}` in, one AI message appended out."""
+    builder = StateGraph(
+        SiftMessagesState,
+        context_schema=SiftContext,
+        input_schema=MessagesState,
+        output_schema=MessagesState,
+    )
+    builder.add_node("read_question", read_question)
+    builder.add_node("sift", build_sift_graph(retry_policy=retry_policy).compile(name="sift"))
+    builder.add_node("reply", reply)
+    builder.add_edge(START, "read_question")
+    builder.add_edge("read_question", "sift")
+    builder.add_edge("sift", "reply")
+    return builder
