@@ -1,0 +1,171 @@
+"""A real `langgraph dev` server serving graphs/ from langgraph.json, driven with
+langgraph-sdk: assistants with their own context, threads, streamed stages, history."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import QUESTION, script_for
+
+pytestmark = pytest.mark.slow  # a real server process
+ROOT = Path(__file__).resolve().parent.parent
+# Round 1 disagrees, round 2 agrees: the round budget decides how a run ends.
+SCRIPT = script_for(["4", "5"], ["3", "5"], direct="7")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_up(url: str, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"langgraph dev exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/ok", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"langgraph dev did not come up in {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`langgraph dev` on a free loopback port; stopped by its pid at the end."""
+    folder = tmp_path_factory.mktemp("server")
+    log = folder / "server.log"
+    port = free_port()
+    env = {
+        **os.environ,
+        "LANGGRAPH_CLI_NO_ANALYTICS": "1",
+        "LANGSMITH_TRACING": "false",
+        "PYTHONPATH": str(ROOT),
+    }
+    with open(log, "w") as log_file:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "langgraph"), "dev", "--no-browser", "--no-reload",
+             "--host", "127.0.0.1", "--port", str(port), "--config", str(ROOT / "langgraph.json")],
+            # langgraph.json's paths are relative to the working folder; the server keeps
+            # its in-memory state in .langgraph_api/ there (ignored by git).
+            cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url, process, log)
+        yield url
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+@pytest.fixture
+def scripted_spec(tmp_path):
+    """A new scripted-model file per call: the server loads a spec once and keeps it, and
+    the fake's replies go by call order, so every run gets a fresh one."""
+    made = []
+
+    def make() -> str:
+        path = tmp_path / f"model-{len(made)}.json"
+        path.write_text(json.dumps({"script": SCRIPT}), encoding="utf-8")
+        made.append(path)
+        return f"scripted:{path}"
+
+    return make
+
+
+async def test_both_graphs_are_served(server):
+    from langgraph_sdk import get_client
+
+    client = get_client(url=server)
+    graphs = {assistant["graph_id"] for assistant in await client.assistants.search(limit=50)}
+    assert {"sift", "sift_chat"} <= graphs
+    schemas = await client.assistants.get_schemas((await client.assistants.search(graph_id="sift"))[0]["assistant_id"])
+    assert "model" in schemas["context_schema"]["properties"]
+    assert set(schemas["input_schema"]["properties"]) == {"question"}
+
+
+async def test_a_run_streams_its_stages_and_keeps_its_history(server, scripted_spec):
+    from langgraph_sdk import get_client
+
+    client = get_client(url=server)
+    assistant = await client.assistants.create(graph_id="sift", context={"model": scripted_spec()}, name="sift-scripted")
+    thread = await client.threads.create()
+    stages, final = [], None
+    async for part in client.runs.stream(
+        thread["thread_id"], assistant["assistant_id"], input={"question": QUESTION},
+        stream_mode=["custom", "values"], durability="sync",
+    ):
+        if part.event == "custom":
+            stages.append((part.data.get("round"), part.data["stage"]))
+        elif part.event == "values":
+            final = part.data
+        assert part.event != "error", part.data
+
+    assert final["answer"] == "5" and final["consensus_round"] == 2
+    assert stages[0] == (1, "sticker") and stages[-1] == (2, "consensus")
+    history = await client.threads.get_history(thread["thread_id"], limit=50)
+    steps = [tuple(state["next"]) for state in reversed(history)]
+    assert steps[1] == ("generate_sticker",) and steps[-1] == ()
+    assert ("forward_optimize",) in steps
+    assert history[0]["values"]["answer"] == "5"
+
+
+async def test_context_is_set_per_assistant_and_per_run(server, scripted_spec):
+    from langgraph_sdk import get_client
+
+    client = get_client(url=server)
+    # An assistant with no refinement budget: round 1 disagrees, so it falls back.
+    frugal = await client.assistants.create(
+        graph_id="sift", context={"model": scripted_spec(), "forward_rounds": 0, "inverse_rounds": 0}, name="frugal"
+    )
+    thread = await client.threads.create()
+    result = await client.runs.wait(thread["thread_id"], frugal["assistant_id"], input={"question": QUESTION})
+    assert result["consensus_round"] is None and result["answer"] == "7" and len(result["rounds"]) == 1
+
+    # The same assistant, with the budget raised for one run.
+    thread = await client.threads.create()
+    result = await client.runs.wait(
+        thread["thread_id"], frugal["assistant_id"], input={"question": QUESTION},
+        context={"model": scripted_spec(), "forward_rounds": 1, "inverse_rounds": 0},
+    )
+    assert result["consensus_round"] == 2
+
+
+async def test_chat_graph_answers_with_an_ai_message(server, scripted_spec):
+    from langgraph_sdk import get_client
+
+    client = get_client(url=server)
+    assistant = await client.assistants.create(graph_id="sift_chat", context={"model": scripted_spec()}, name="chat")
+    thread = await client.threads.create()
+    namespaces = set()
+    async for part in client.runs.stream(
+        thread["thread_id"], assistant["assistant_id"],
+        input={"messages": [{"role": "user", "content": QUESTION}]},
+        stream_mode="custom", stream_subgraphs=True,
+    ):
+        if part.event.startswith("custom"):
+            namespaces.add(part.event)
+    state = await client.threads.get_state(thread["thread_id"])
+    messages = state["values"]["messages"]
+    assert [m["type"] for m in messages] == ["human", "ai"]
+    assert messages[1]["response_metadata"]["sift_answer"] == "5"
+    assert any("sift" in event for event in namespaces)  # SIFT's stages, from the subgraph
