@@ -7,15 +7,20 @@
 Each role maps to one reply or a list of replies used in order (the last one repeats).
 A reply is a string, or a dict `{"text": ..., "finish_reason": "length"}` to simulate a
 cut-off. The role is read from the call's `sift:<role>` tag, so an untagged call fails.
+
+The model spec `scripted:<file.json>` loads one from a JSON file (`scripted_model_from_file`),
+so that a subprocess (`sift eval`, `sift solve`) can run on scripted replies too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
@@ -154,3 +159,17 @@ class ScriptedChatModel(BaseChatModel):
         finally:
             self._finish(role, prompt, kwargs, started)
         return self._result(prompt, reply)
+
+
+def scripted_model_from_file(path: str | Path) -> ScriptedChatModel:
+    """A ScriptedChatModel from a JSON file: either the script itself (`{role: reply(s)}`)
+    or `{"script": {...}, "latency": seconds}`. ValueError names the file when it is unusable."""
+    try:
+        data = json.loads(Path(path).expanduser().read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"model: cannot read scripted-model file {str(path)!r}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"model: scripted-model file {str(path)!r} must hold a JSON object")
+    if "script" in data:
+        return ScriptedChatModel(script=data["script"], latency=float(data.get("latency", 0.0)))
+    return ScriptedChatModel(script=data)

@@ -77,7 +77,8 @@ def eval_config(args: argparse.Namespace) -> EvalConfig:
     )
 
 
-def eval_command(args: argparse.Namespace, out: TextIO = sys.stdout, progress: TextIO = sys.stderr) -> int:
+def eval_command(args: argparse.Namespace, out: TextIO | None = None, progress: TextIO | None = None) -> int:
+    out, progress = out or sys.stdout, progress or sys.stderr
     from sift_graph.evaluation.report import format_text, summarize_sets
     from sift_graph.evaluation.runner import run_eval
 
@@ -111,7 +112,8 @@ def eval_command(args: argparse.Namespace, out: TextIO = sys.stdout, progress: T
     return 0
 
 
-def report_command(args: argparse.Namespace, out: TextIO = sys.stdout, progress: TextIO = sys.stderr) -> int:
+def report_command(args: argparse.Namespace, out: TextIO | None = None, progress: TextIO | None = None) -> int:
+    out, progress = out or sys.stdout, progress or sys.stderr
     from pathlib import Path
 
     from sift_graph.evaluation.report import write_report
