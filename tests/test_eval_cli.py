@@ -146,3 +146,26 @@ def test_scripted_model_from_file_takes_a_bare_script_or_one_with_latency(tmp_pa
     bare.write_text("[1, 2]", encoding="utf-8")
     with pytest.raises(ValueError, match="must hold a JSON object"):
         scripted_model_from_file(bare)
+
+
+def test_a_model_that_fails_on_every_question_exits_1(tmp_path, capsys):
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"sticker": STICKER}), encoding="utf-8")  # nothing scripted for the rest
+    out = tmp_path / "runs"
+    assert cli.main(["eval", "--dataset", str(SAMPLE), "--limit", "2", "--model", f"scripted:{broken}", "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("sift: error: model call failed: every question failed, e.g. KeyError:")
+    [results] = out.glob("*.jsonl")
+    assert [r["status"] for r in read_records(results)[0]] == ["error", "error"]  # recorded, to retry later
+
+
+def test_the_config_digest_follows_what_changes_answers_and_only_that():
+    from sift_graph.evaluation.cli import eval_config
+
+    parse = lambda *extra: cli.build_parser().parse_args(["eval", "--dataset", "gsm8k", *extra])  # noqa: E731
+    base = eval_config(parse()).digest()
+    assert eval_config(parse("--concurrency", "9", "--timeout", "5", "--limit", "3", "--out", "x")).digest() == base
+    assert eval_config(parse("--top-p", "0.9")).digest() == base  # ignored when decoding greedily
+    for changed in (["--model", "openai:m"], ["--max-tokens", "512"], ["--temperature", "0.6"],
+                    ["--forward-rounds", "2"], ["--inverse-rounds", "0"], ["--comparator", "string"]):
+        assert eval_config(parse(*changed)).digest() != base, changed
