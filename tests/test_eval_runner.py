@@ -163,3 +163,14 @@ def test_a_torn_last_line_is_skipped_and_sealed(tmp_path):
         store.append({**good, "id": "c"})
     records, torn = read_records(store.path)
     assert [r["id"] for r in records] == ["a", "c"] and torn == 1
+
+
+async def test_when_one_method_fails_the_other_is_cancelled_not_left_running(tmp_path):
+    import asyncio
+
+    # No reply for "direct": the CoT call fails at once while SIFT's sticker call is under way.
+    model = ScriptedChatModel(script={"sticker": STICKER, "predict_sticker": boxed("5"), "predict_query_sticker": boxed("5")}, latency=0.1)
+    outcome = await run_eval(QUESTIONS[:1], store=ResultStore(tmp_path, "toy", config()), context=SiftContext(model=model), progress=None)
+    assert outcome.errors == 1 and "no reply scripted for role 'direct'" in outcome.first_error
+    await asyncio.sleep(0.5)  # a SIFT run left behind would have made its predictions by now
+    assert model.call_counts().get("predict_sticker", 0) == 0

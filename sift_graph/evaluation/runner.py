@@ -160,16 +160,18 @@ async def evaluate_one(task: Task, sift_graph: Any, cot_graph: Any, context: Sif
     """The record of one (question, sample): CoT and SIFT side by side, or the error.
 
     The two methods run concurrently: against a served model they are independent requests.
+    A TaskGroup (not gather) so that when one fails the other is cancelled, instead of
+    running on unseen beside the next question and breaking the concurrency bound.
     """
     started = time.monotonic()
     try:
-        cot_output, (sift_output, round_costs) = await asyncio.gather(
-            cot_graph.ainvoke({"question": task.question.question}, context=context),
-            run_sift(sift_graph, task.question.question, context),
-        )
-        body = build_record(task.question, task.sample, cot_output, sift_output, round_costs, context.comparator)
-    except Exception as exc:  # one bad question must not stop the run; a rerun retries it
-        body = {"status": "error", "error": describe_fault(exc)}
+        async with asyncio.TaskGroup() as group:
+            cot = group.create_task(cot_graph.ainvoke({"question": task.question.question}, context=context))
+            sift = group.create_task(run_sift(sift_graph, task.question.question, context))
+        sift_output, round_costs = sift.result()
+        body = build_record(task.question, task.sample, cot.result(), sift_output, round_costs, context.comparator)
+    except* Exception as group_error:  # one bad question must not stop the run; a rerun retries it
+        body = {"status": "error", "error": "; ".join(describe_fault(exc) for exc in group_error.exceptions)}
     return {
         "id": task.question.id,
         "sample": task.sample,
