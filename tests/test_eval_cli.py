@@ -169,3 +169,16 @@ def test_the_config_digest_follows_what_changes_answers_and_only_that():
     for changed in (["--model", "openai:m"], ["--max-tokens", "512"], ["--temperature", "0.6"],
                     ["--forward-rounds", "2"], ["--inverse-rounds", "0"], ["--comparator", "string"]):
         assert eval_config(parse(*changed)).digest() != base, changed
+
+
+def test_samples_report_means_and_majority_votes(tmp_path, capsys):
+    out = tmp_path / "runs"
+    argv = ["eval", "--dataset", str(SAMPLE), "--limit", "2", "--model", f"scripted:{script_file(tmp_path)}",
+            "--samples", "3", "--temperature", "0.7", "--out", str(out)]
+    assert cli.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {cells[0]: cells[1:] for cells in (re.split(r"\s{2,}", line) for line in lines[3:])}
+    # Question 1 is right by SIFT (18), question 2 by CoT (3), in every run.
+    assert rows["CoT"][0] == "50.0 (50.0-50.0 over 3 runs)"
+    assert rows["SIFT + majority"][0] == "50.0 [9.5, 90.5]" and rows["SIFT + majority"][-1] == "1 vs 1, p = 1"
+    assert any(line.startswith("2 questions x 3 sample(s), 6 graded") for line in lines)

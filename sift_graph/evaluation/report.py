@@ -80,7 +80,9 @@ def detail_rows(summary: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-DETAIL_HEADER = ["method", "accuracy % [95% CI]", "exit here", "calls/q", "tokens/q", "McNemar vs CoT (SIFT-only vs CoT-only)"]
+def detail_header(summary: dict[str, Any]) -> list[str]:
+    accuracy = "accuracy % [95% CI]" if summary["samples"] == 1 else "accuracy % (mean, range of runs) [95% CI]"
+    return ["method", accuracy, "exit here", "calls/q", "tokens/q", "McNemar vs CoT (SIFT-only vs CoT-only)"]
 
 
 def footnote(summary: dict[str, Any]) -> str:
@@ -110,7 +112,7 @@ def markdown_table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
 
 
 def format_text(summaries: Sequence[dict[str, Any]]) -> str:
-    blocks = [f"{set_title(s)}\n{text_table(detail_rows(s), DETAIL_HEADER)}\n{footnote(s)}" for s in summaries]
+    blocks = [f"{set_title(s)}\n{text_table(detail_rows(s), detail_header(s))}\n{footnote(s)}" for s in summaries]
     return "\n\n".join(blocks)
 
 
@@ -128,7 +130,7 @@ def format_markdown(summaries: Sequence[dict[str, Any]]) -> str:
         markdown_table(rows, header),
     ]
     for summary in summaries:
-        parts += [f"## {set_title(summary)}", markdown_table(detail_rows(summary), DETAIL_HEADER), footnote(summary).replace("\n", "  \n")]
+        parts += [f"## {set_title(summary)}", markdown_table(detail_rows(summary), detail_header(summary)), footnote(summary).replace("\n", "  \n")]
     parts.append(f"![accuracy against tokens per question]({PLOT_FILE})")
     return "\n\n".join(parts) + "\n"
 
