@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(default $SIFT_CHECKPOINTS, else .sift/checkpoints.sqlite)",
     )
     solve.add_argument("--resume", metavar="THREAD", default=None, help="continue the interrupted run of this thread")
+    from sift_graph.evaluation.cli import add_eval_commands  # `sift eval`, `sift report` (issue 5)
+
+    add_eval_commands(commands)
     return parser
 
 
@@ -340,6 +343,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "solve":
             progress = sys.stderr if args.json else sys.stdout
             return solve(args, sys.stdout, progress)
+        if hasattr(args, "run"):  # commands that live in their own modules
+            return args.run(args)
         raise UsageError(f"unknown command {args.command!r}")
     except UsageError as exc:
         print(f"sift: error: {exc}", file=sys.stderr)
@@ -353,4 +358,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Under `python -m sift_graph.cli` this file is `__main__` and also, once imported by
+    # sift_graph.evaluation, `sift_graph.cli`: run the latter so both share UsageError.
+    from sift_graph.cli import main as _main
+
+    sys.exit(_main())

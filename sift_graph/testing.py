@@ -204,7 +204,8 @@ class ScriptedChatModel(BaseChatModel):
 
 
 def scripted_model_from_file(path: str | os.PathLike[str]) -> ScriptedChatModel:
-    """A `ScriptedChatModel` from a JSON file: the keyword arguments of the class, e.g.
+    """A `ScriptedChatModel` from a JSON file: the script itself (`{role: reply(s)}`), or
+    the keyword arguments of the class, e.g.
 
         {"script": {"sticker": "...", "predict_sticker": ["\\boxed{3}", "\\boxed{4}"], ...},
          "latency": 0.05, "hold": {"predict_query_sticker": 2}, "call_log": "calls.jsonl"}
@@ -218,7 +219,11 @@ def scripted_model_from_file(path: str | os.PathLike[str]) -> ScriptedChatModel:
         raise ValueError(f"model: cannot read scripted model file {str(file)!r}: {exc.strerror or exc}") from exc
     except json.JSONDecodeError as exc:
         raise ValueError(f"model: scripted model file {str(file)!r} is not JSON: {exc}") from exc
-    if not isinstance(settings, dict) or not isinstance(settings.get("script"), dict):
+    if not isinstance(settings, dict):
+        raise ValueError(f"model: scripted model file {str(file)!r} must hold a JSON object")
+    if "script" not in settings:  # the file is the script itself
+        settings = {"script": settings}
+    if not isinstance(settings["script"], dict):
         raise ValueError(f"model: scripted model file {str(file)!r} needs a 'script' object of replies by role")
     try:
         return ScriptedChatModel(**settings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import Counter
 
 import pytest
 from langgraph.types import RetryPolicy
@@ -27,6 +28,17 @@ EVERY_STAGE = script_for(["1", "2", "3"], ["4", "5", "6"], direct="9")
 BREAK_POINTS = ["predict_query_sticker", "forward", "inverse", "direct"]
 # One attempt: the scripted fault must end the run, as a crash or an outage would.
 NO_RETRY = RetryPolicy(max_attempts=1)
+
+
+def assert_only_in_flight_calls_repeated(calls: dict, clean_calls: dict, broken_role: str) -> None:
+    """Every call of a clean run was made, and none twice, except one that may have been
+    in flight when the run broke: the sibling prediction of a failing one. (If it
+    finishes after LangGraph has begun stopping the run, its result is not saved.) The
+    failed call itself raised before replying, so it is not counted."""
+    in_flight = {"predict_query_sticker": "predict_sticker"}.get(broken_role)
+    repeated = Counter(calls) - Counter(clean_calls)
+    assert not Counter(clean_calls) - Counter(calls)
+    assert set(repeated) <= {in_flight} and repeated[in_flight] <= 1
 
 
 def new_thread() -> dict:
@@ -53,8 +65,7 @@ def test_a_broken_run_resumes_and_repeats_no_finished_call(checkpoints, broken_r
         resumed = graph.invoke(None, config, context=context, durability=RUN_DURABILITY)
 
     assert resumed == clean
-    # The failed call raised before replying, so every call counted here finished once.
-    assert model.call_counts() == clean_calls
+    assert_only_in_flight_calls_repeated(model.call_counts(), clean_calls, broken_role)
 
 
 @pytest.mark.parametrize("broken_role", BREAK_POINTS)
@@ -71,7 +82,7 @@ async def test_a_broken_async_run_resumes_and_repeats_no_finished_call(checkpoin
         resumed = await graph.ainvoke(None, config, context=context, durability=RUN_DURABILITY)
 
     assert resumed == clean
-    assert model.call_counts() == clean_model.call_counts()
+    assert_only_in_flight_calls_repeated(model.call_counts(), clean_model.call_counts(), broken_role)
 
 
 def test_replaying_from_a_past_checkpoint_gives_the_same_answer(checkpoints):

@@ -101,16 +101,17 @@ def test_a_real_sift_run_on_a_gsm8k_question(embedded, gsm8k_question):
 
 
 def test_the_cli_prints_a_real_run(gsm8k_question, tmp_path):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "SIFT_CHECKPOINTS": str(tmp_path / "runs.sqlite")}
     proc = subprocess.run(
         [sys.executable, "-m", "sift_graph.cli", "solve", gsm8k_question, "--json", "--max-tokens", "32"],
         capture_output=True, text=True, env=env, timeout=900,
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert set(result) == {"answer", "response", "consensus_round", "sticker", "rounds", "usage"}
+    assert set(result) == {"thread_id", "answer", "response", "consensus_round", "sticker", "rounds", "usage"}
     progress = proc.stderr.splitlines()
-    assert progress[0] == "model: default (loading...)"
+    assert progress[0] == f"thread: {result['thread_id']}"
+    assert progress[1] == "model: default (loading...)"
     assert "[round 1] sticker (generated)" in proc.stderr
     assert any(line.startswith("[round 1] answer from sticker: ") for line in progress)
     assert any(line.startswith("[round 1] answer from query+sticker: ") for line in progress)

@@ -189,24 +189,30 @@ def test_the_api_key_reaches_the_server_and_nothing_else(server, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "sift_graph.cli", "solve", QUESTION, "--json", "--model", "openai:test-model",
          "--base-url", server.base_url],
-        capture_output=True, text=True, env={"OPENAI_API_KEY": SECRET, "PATH": ""}, timeout=120,
+        capture_output=True, text=True, timeout=120,
+        env={"OPENAI_API_KEY": SECRET, "PATH": "", "SIFT_CHECKPOINTS": str(tmp_path / "cli.sqlite")},
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["answer"] == "4"
     assert SECRET not in proc.stdout and SECRET not in proc.stderr
+    # The CLI stores its run settings with the checkpoints, for --resume: never the key.
+    assert SECRET.encode() not in (tmp_path / "cli.sqlite").read_bytes()
     assert server.headers[-1]["authorization"] == f"Bearer {SECRET}"
 
 
-def test_the_cli_reports_a_lasting_fault_in_one_line(server):
+def test_the_cli_reports_a_lasting_fault_in_one_line(server, tmp_path):
     server.plan["sticker"] = [{"status": 503}] * 10
     proc = subprocess.run(
         [sys.executable, "-m", "sift_graph.cli", "solve", QUESTION, "--model", "openai:test-model",
-         "--base-url", server.base_url, "--timeout", "2"],
+         "--base-url", server.base_url, "--timeout", "2", "--checkpoints", str(tmp_path / "runs.sqlite")],
         capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 1
     assert proc.stderr.splitlines()[-1] == "sift: error: model call failed: the model server answered HTTP 503: injected 503"
     assert "Traceback" not in proc.stderr
+    # The run is kept, and the message says how to continue it once the server is back.
+    thread = proc.stdout.splitlines()[0].removeprefix("thread: ")
+    assert f"sift: resume with: sift solve --resume {thread} --checkpoints {tmp_path / 'runs.sqlite'}" in proc.stderr
 
 
 def test_openai_itself_needs_a_key(monkeypatch):

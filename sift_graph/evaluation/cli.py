@@ -1,0 +1,129 @@
+"""`sift eval` and `sift report`: parsers and commands (the `sift` entry point hooks them in).
+
+    sift eval --dataset gsm8k --model openai:llama3 --base-url http://localhost:8000/v1 \\
+        --limit 200 --concurrency 8 --out runs/
+    sift report runs/
+
+Bad input exits with status 2 and one line; a model that fails on every question
+exits with status 1. A question that fails alone is recorded as an error and retried by
+the next run of the same command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from typing import Any, TextIO
+
+from sift_graph.cli import ModelFault, UsageError, _quiet_transformers, context_from_args, load_model_quietly
+from sift_graph.evaluation.datasets import DatasetError, dataset_names, load_dataset
+from sift_graph.evaluation.results import EvalConfig, ResultSet, ResultStore, prompts_version, read_records, record_key
+from sift_graph.models import DEFAULT_MODEL_SPEC
+
+DEFAULT_OUT = "sift-eval"
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model and decoding flags, with `sift solve`'s names, defaults and meaning."""
+    parser.add_argument("--model", default=DEFAULT_MODEL_SPEC, help="model spec: 'default', 'hf:<folder|file.gguf|hub id>' or 'openai:<model>'")
+    parser.add_argument("--base-url", default=None, help="OpenAI-compatible server for an openai: spec (else $OPENAI_BASE_URL)")
+    parser.add_argument("--api-key", default=None, help="its API key (else $OPENAI_API_KEY; prefer the variable: flags show in ps)")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds one model request may take (default 120)")
+    parser.add_argument("--max-tokens", type=int, default=1024, help="new-token limit per model call (default 1024)")
+    parser.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default 0: greedy)")
+    parser.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass (with temperature > 0)")
+    parser.add_argument("--forward-rounds", type=int, default=1, help="forward-optimization rounds (default 1)")
+    parser.add_argument("--inverse-rounds", type=int, default=1, help="inverse-generation rounds (default 1)")
+    parser.add_argument("--comparator", choices=["math", "string"], default="math", help="answer equivalence, for consensus and grading (default math)")
+
+
+def add_eval_commands(commands: Any) -> None:
+    """Register `eval` and `report` on the `sift` subparsers."""
+    evaluate = commands.add_parser("eval", help="evaluate CoT and SIFT on a test set (resumable)")
+    evaluate.add_argument("--dataset", required=True, help=f"{', '.join(dataset_names())}, or a .jsonl file")
+    evaluate.add_argument("--limit", type=int, default=None, help="only the first N questions")
+    evaluate.add_argument("--concurrency", type=int, default=4, help="questions in flight at once (default 4)")
+    evaluate.add_argument("--out", default=DEFAULT_OUT, help=f"results folder (default {DEFAULT_OUT}); rerun to resume")
+    evaluate.add_argument("--samples", type=int, default=1, help="runs per question, with --temperature > 0 (majority vote)")
+    add_model_arguments(evaluate)
+    evaluate.set_defaults(run=eval_command)
+
+    report = commands.add_parser("report", help="tables, JSON and a plot from an eval results folder")
+    report.add_argument("dir", help="the folder 'sift eval --out' wrote to")
+    report.set_defaults(run=report_command)
+
+
+def _check_counts(args: argparse.Namespace) -> None:
+    for flag, value in (("--limit", args.limit), ("--concurrency", args.concurrency), ("--samples", args.samples)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag}: expected an integer >= 1, got {value}")
+    if args.samples > 1 and args.temperature <= 0:
+        raise UsageError("--samples > 1 needs --temperature > 0 (greedy runs would all be the same)")
+
+
+def eval_config(args: argparse.Namespace) -> EvalConfig:
+    return EvalConfig(
+        model=args.model,
+        base_url=args.base_url,
+        max_tokens=args.max_tokens,
+        temperature=float(args.temperature),
+        top_p=args.top_p if args.temperature > 0 else None,  # ignored when greedy: not a new config
+        forward_rounds=args.forward_rounds,
+        inverse_rounds=args.inverse_rounds,
+        comparator=args.comparator,
+        prompts=prompts_version(),
+    )
+
+
+def eval_command(args: argparse.Namespace, out: TextIO | None = None, progress: TextIO | None = None) -> int:
+    out, progress = out or sys.stdout, progress or sys.stderr
+    from sift_graph.evaluation.report import format_text, summarize_sets
+    from sift_graph.evaluation.runner import run_eval
+
+    _check_counts(args)
+    try:
+        dataset, questions = load_dataset(args.dataset, args.limit)
+    except DatasetError as exc:
+        raise UsageError(str(exc)) from exc
+    context = context_from_args(args)
+    store = ResultStore(args.out, dataset, eval_config(args))
+    wanted = len(questions) * args.samples
+    wanted_keys = {(q.id, sample, q.sha) for q in questions for sample in range(args.samples)}
+    done = len(store.done_keys() & wanted_keys)
+    print(f"results: {store.path} ({done} of {wanted} already done)", file=progress, flush=True)
+    if done < wanted:
+        _quiet_transformers()
+        started = time.monotonic()
+        print(f"model: {args.model} (loading...)", file=progress, flush=True)
+        context.model = load_model_quietly(context)
+        print(f"model ready in {time.monotonic() - started:.1f} s", file=progress, flush=True)
+        outcome = asyncio.run(
+            run_eval(questions, store=store, context=context, samples=args.samples, concurrency=args.concurrency, progress=progress)
+        )
+        if outcome.finished and outcome.errors == outcome.finished:
+            raise ModelFault(f"every question failed, e.g. {outcome.first_error}")
+    # The table covers exactly the questions asked for, whatever else the result set holds.
+    records = [record for record in store.records() if record_key(record) in wanted_keys]
+    result_set = ResultSet(dataset, store.config.digest(), store.config.as_dict(), records, read_records(store.path)[1])
+    print(format_text(summarize_sets([result_set])), file=out, flush=True)
+    print(f"\n(sift report {args.out} writes the Markdown table, JSON summary and plot)", file=progress, flush=True)
+    return 0
+
+
+def report_command(args: argparse.Namespace, out: TextIO | None = None, progress: TextIO | None = None) -> int:
+    out, progress = out or sys.stdout, progress or sys.stderr
+    from pathlib import Path
+
+    from sift_graph.evaluation.report import write_report
+
+    if not Path(args.dir).is_dir():
+        raise UsageError(f"no such results folder {args.dir!r}")
+    try:
+        text, written = write_report(args.dir)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    print(text, file=out, flush=True)
+    print("wrote " + ", ".join(str(path) for path in written), file=progress, flush=True)
+    return 0

@@ -1,0 +1,180 @@
+"""`sift report`: the table on the terminal, and Markdown, JSON and PNG in the folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+from sift_graph.evaluation.results import ResultSet, load_result_sets
+from sift_graph.evaluation.runner import FALLBACK
+from sift_graph.evaluation.summary import COLUMN_LABELS, COLUMNS, summarize
+
+MARKDOWN_FILE = "report.md"
+JSON_FILE = "summary.json"
+PLOT_FILE = "accuracy_vs_tokens.png"
+
+
+def summarize_sets(result_sets: Sequence[ResultSet]) -> list[dict[str, Any]]:
+    return [
+        {
+            "dataset": result_set.dataset,
+            "config_digest": result_set.digest,
+            "config": result_set.config,
+            "torn_lines_skipped": result_set.torn_lines,
+            **summarize(result_set.records, result_set.config.get("comparator", "math")),
+        }
+        for result_set in result_sets
+    ]
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def accuracy_text(cell: dict[str, Any]) -> str:
+    """"74.4 [71.9, 76.7]" (Wilson 95%), or "74.4 (72.0-76.1 over 10 runs)" for a mean."""
+    if cell.get("accuracy") is None:
+        return "-"
+    if "ci95" in cell:
+        low, high = cell["ci95"]
+        return f"{_percent(cell['accuracy'])} [{_percent(low)}, {_percent(high)}]"
+    low, high = cell["range"]
+    return f"{_percent(cell['accuracy'])} ({_percent(low)}-{_percent(high)} over {cell['runs']} runs)"
+
+
+def _p_value(test: dict[str, Any]) -> str:
+    return f"{test['sift_only']} vs {test['cot_only']}, p = {test['p_value']:.3g}"
+
+
+def set_title(summary: dict[str, Any]) -> str:
+    config = summary["config"]
+    decoding = f"T={config['temperature']:g}" + (f", top-p {config['top_p']:g}" if config.get("top_p") else "")
+    return (
+        f"{summary['dataset']} / {config['model']} ({decoding}, max {config['max_tokens']} tokens, "
+        f"{config['forward_rounds']} FO + {config['inverse_rounds']} IG rounds, {config['comparator']} grading) "
+        f"[{summary['config_digest']}]"
+    )
+
+
+def detail_rows(summary: dict[str, Any]) -> list[list[str]]:
+    """Method, accuracy, exits here, calls/question, tokens/question, McNemar vs CoT."""
+    rows = []
+    for column in COLUMNS:
+        cell = summary["columns"][column]
+        exits = "-" if column == "cot" else _percent(summary["exit_shares"][column.removeprefix("stage")]) + "%"
+        paired = _p_value(cell["vs_cot"]) if "vs_cot" in cell else "-"
+        rows.append([
+            COLUMN_LABELS[column], accuracy_text(cell), exits,
+            f"{cell['calls_per_question']:.2f}" if cell.get("calls_per_question") is not None else "-",
+            f"{cell['tokens_per_question']:.0f}" if cell.get("tokens_per_question") is not None else "-",
+            paired,
+        ])
+    rows.append(["fallback", "-", _percent(summary["exit_shares"][FALLBACK]) + "%", "-", "-", "-"])
+    majority = summary.get("majority")
+    if majority:
+        for method, label in (("cot", "CoT + majority"), ("sift", "SIFT + majority")):
+            cell = majority[method]
+            paired = _p_value(cell["vs_cot"]) if "vs_cot" in cell else "-"
+            rows.append([label, accuracy_text(cell), "-", "-", f"{cell['tokens_per_question']:.0f}" if cell["tokens_per_question"] is not None else "-", paired])
+    return rows
+
+
+def detail_header(summary: dict[str, Any]) -> list[str]:
+    accuracy = "accuracy % [95% CI]" if summary["samples"] == 1 else "accuracy % (mean, range of runs) [95% CI]"
+    return ["method", accuracy, "exit here", "calls/q", "tokens/q", "McNemar vs CoT (SIFT-only vs CoT-only)"]
+
+
+def footnote(summary: dict[str, Any]) -> str:
+    parts = [
+        f"{summary['questions']} questions x {summary['samples']} sample(s), {summary['graded']} graded, "
+        f"{summary['errors']} errors, wall time {summary['wall_seconds']:.1f} s"
+    ]
+    if summary["errors"]:
+        parts.append("errors (rerun the same command to retry them): " + "; ".join(summary["error_examples"]))
+    if summary["torn_lines_skipped"]:
+        parts.append(f"{summary['torn_lines_skipped']} torn line(s) from an interrupted write skipped")
+    return "\n".join(parts)
+
+
+def text_table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def markdown_table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
+
+    return "\n".join([line(header), line(["---"] * len(header)), *(line(row) for row in rows)])
+
+
+def format_text(summaries: Sequence[dict[str, Any]]) -> str:
+    blocks = [f"{set_title(s)}\n{text_table(detail_rows(s), detail_header(s))}\n{footnote(s)}" for s in summaries]
+    return "\n\n".join(blocks)
+
+
+def format_markdown(summaries: Sequence[dict[str, Any]]) -> str:
+    """The paper's table (one row per model and dataset), then one detail table per set."""
+    header = ["model", "dataset", "n", "CoT", "stage 1", "stage 2", "stage 3"]
+    rows = [
+        [s["config"]["model"], s["dataset"], str(s["questions"]), *(accuracy_text(s["columns"][c]) for c in COLUMNS)]
+        for s in summaries
+    ]
+    parts = [
+        "# SIFT evaluation",
+        "Accuracy in %, with Wilson 95% intervals (means and ranges when several samples were run). "
+        "After stage k, a question without consensus by then counts with the CoT answer, as in the paper.",
+        markdown_table(rows, header),
+    ]
+    for summary in summaries:
+        parts += [f"## {set_title(summary)}", markdown_table(detail_rows(summary), detail_header(summary)), footnote(summary).replace("\n", "  \n")]
+    parts.append(f"![accuracy against tokens per question]({PLOT_FILE})")
+    return "\n\n".join(parts) + "\n"
+
+
+def plot(summaries: Sequence[dict[str, Any]], path: Path) -> None:
+    """Accuracy against input+output tokens per question, one line per result set
+    through CoT and the three stages (error bars: Wilson 95% or the range of runs)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers and CI
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for summary in summaries:
+        cells = [summary["columns"][column] for column in COLUMNS]
+        if any(cell.get("accuracy") is None for cell in cells):
+            continue
+        xs = [cell["tokens_per_question"] for cell in cells]
+        ys = [100 * cell["accuracy"] for cell in cells]
+        bounds = [cell.get("ci95") or cell.get("range") for cell in cells]
+        errors = [[y - 100 * low for y, (low, _) in zip(ys, bounds)], [100 * high - y for y, (_, high) in zip(ys, bounds)]]
+        line = axes.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=f"{summary['config']['model']} / {summary['dataset']}")
+        for x, y, column in zip(xs, ys, COLUMNS):
+            axes.annotate(COLUMN_LABELS[column], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8,
+                          color=line.lines[0].get_color())
+    axes.set_xlabel("input + output tokens per question")
+    axes.set_ylabel("accuracy (%)")
+    axes.set_title("SIFT: accuracy against tokens per question")
+    axes.grid(alpha=0.3)
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def write_report(out_dir: str | Path) -> tuple[str, list[Path]]:
+    """Summarize every result set in `out_dir`: (the text table, the files written)."""
+    out_dir = Path(out_dir)
+    summaries = summarize_sets(load_result_sets(out_dir))
+    if not summaries:
+        raise ValueError(f"results: no result sets in {str(out_dir)!r} (run 'sift eval --out {out_dir}' first)")
+    written = [out_dir / MARKDOWN_FILE, out_dir / JSON_FILE, out_dir / PLOT_FILE]
+    written[0].write_text(format_markdown(summaries), encoding="utf-8")
+    written[1].write_text(json.dumps(summaries, indent=2) + "\n", encoding="utf-8")
+    plot(summaries, written[2])
+    return format_text(summaries), written

@@ -1,0 +1,176 @@
+"""Resumable results: one append-only JSONL file per (dataset, configuration).
+
+A result set lives in the output folder as two files:
+
+    <dataset>-<config digest>.jsonl         one record per finished (question, sample)
+    <dataset>-<config digest>.config.json   the configuration the digest stands for
+
+Each record is appended, flushed and fsynced the moment its question finishes, so a
+crash (even kill -9) loses only the questions in flight. A torn last line from such a
+crash is skipped on reading and sealed off before the next append. Rerunning the same
+command finds the same file and skips what it holds; changing anything that can change
+an answer (model, decoding, rounds, comparator, prompts) changes the digest and so
+starts a new result set instead of mixing two configurations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable, TextIO
+
+from sift_graph import prompts
+
+RECORD_FORMAT = 1
+"""Bumped when records change meaning, so that old and new never share a result set."""
+
+CONFIG_SUFFIX = ".config.json"
+
+
+def prompts_version() -> str:
+    """Digest of every prompt template: an edited prompt is a different method."""
+    texts = sorted((name, value) for name, value in vars(prompts).items() if name.isupper() and isinstance(value, str))
+    return hashlib.sha256(json.dumps(texts).encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Everything that can change a result. Not here: concurrency, timeouts, the API key."""
+
+    model: str
+    base_url: str | None
+    max_tokens: int
+    temperature: float
+    top_p: float | None
+    forward_rounds: int
+    inverse_rounds: int
+    comparator: str
+    prompts: str
+    record_format: int = RECORD_FORMAT
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def digest(self) -> str:
+        canonical = json.dumps(self.as_dict(), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def record_key(record: dict[str, Any]) -> tuple[str, int, str]:
+    """What makes a record unique within a result set: question id, sample, question text."""
+    return str(record["id"]), int(record["sample"]), str(record["question_sha"])
+
+
+def effective_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per key, so nothing is ever counted twice: the first success wins;
+    a key that only ever failed keeps its latest error (a rerun retries errors)."""
+    chosen: dict[tuple[str, int, str], dict[str, Any]] = {}
+    for record in records:
+        key = record_key(record)
+        held = chosen.get(key)
+        if held is None or held["status"] != "ok":
+            chosen[key] = record
+    return list(chosen.values())
+
+
+def read_records(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """(records, torn lines skipped). A torn line is what a crash mid-write leaves."""
+    if not path.exists():
+        return [], 0
+    records, torn = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            torn += 1
+            continue
+        if isinstance(record, dict) and {"id", "sample", "question_sha", "status"} <= record.keys():
+            records.append(record)
+        else:
+            torn += 1
+    return records, torn
+
+
+class ResultStore:
+    """The result set of one dataset under one configuration, in `out_dir`."""
+
+    def __init__(self, out_dir: str | Path, dataset: str, config: EvalConfig) -> None:
+        self.out_dir = Path(out_dir)
+        self.dataset = dataset
+        self.config = config
+        stem = f"{dataset}-{config.digest()}"
+        self.path = self.out_dir / f"{stem}.jsonl"
+        self.config_path = self.out_dir / f"{stem}{CONFIG_SUFFIX}"
+        self._file: TextIO | None = None
+
+    def records(self) -> list[dict[str, Any]]:
+        return effective_records(read_records(self.path)[0])
+
+    def done_keys(self) -> set[tuple[str, int, str]]:
+        return {record_key(record) for record in self.records() if record["status"] == "ok"}
+
+    def open(self) -> "ResultStore":
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if not self.config_path.exists():
+            description = {"dataset": self.dataset, "digest": self.config.digest(), "config": self.config.as_dict()}
+            staging = self.config_path.with_suffix(".tmp")
+            staging.write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
+            staging.replace(self.config_path)  # never a half-written description
+        torn_tail = self.path.exists() and self.path.stat().st_size > 0 and not self._ends_with_newline()
+        self._file = open(self.path, "a", encoding="utf-8")
+        if torn_tail:  # seal a crash's partial line so the next record starts clean
+            self._file.write("\n")
+        return self
+
+    def _ends_with_newline(self) -> bool:
+        with open(self.path, "rb") as handle:
+            handle.seek(-1, os.SEEK_END)
+            return handle.read(1) == b"\n"
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Write one record durably: after this returns, a crash cannot lose it."""
+        if self._file is None:
+            raise RuntimeError("ResultStore.append before open()")
+        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> "ResultStore":
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class ResultSet:
+    dataset: str
+    digest: str
+    config: dict[str, Any]
+    records: list[dict[str, Any]]
+    torn_lines: int
+
+
+def load_result_sets(out_dir: str | Path) -> list[ResultSet]:
+    """Every result set in a folder, in a stable order (dataset, then model, then digest)."""
+    found = []
+    for config_path in sorted(Path(out_dir).glob(f"*{CONFIG_SUFFIX}")):
+        try:
+            description = json.loads(config_path.read_text(encoding="utf-8"))
+            dataset, digest, config = description["dataset"], description["digest"], description["config"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"results: unreadable result-set description {config_path}: {exc}") from exc
+        results_path = config_path.with_name(config_path.name[: -len(CONFIG_SUFFIX)] + ".jsonl")
+        raw, torn = read_records(results_path)
+        found.append(ResultSet(dataset, digest, config, effective_records(raw), torn))
+    return sorted(found, key=lambda s: (s.dataset, str(s.config.get("model")), s.digest))

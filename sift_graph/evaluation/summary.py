@@ -1,0 +1,171 @@
+"""From stored records to the paper's numbers: small pure functions.
+
+The paper's "after stage k" accuracy: a question SIFT answered by consensus at stage k
+or earlier counts with SIFT's answer; any other question counts with the zero-shot CoT
+baseline's answer. Its cost is counted the same way: SIFT's calls up to stage k, plus the
+baseline's call for a question that had not agreed by then (the answer it is graded on
+came from that call). After the last stage this is what SIFT itself does: its fallback is
+the baseline prompt.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from typing import Any, Callable, Sequence
+
+from sift_graph.answers import answers_agree
+from sift_graph.evaluation.runner import FALLBACK, STAGES
+from sift_graph.evaluation.stats import discordant_pairs, majority_vote, mcnemar_exact, wilson_interval
+
+COLUMNS = ("cot", "stage1", "stage2", "stage3")
+COLUMN_LABELS = {"cot": "CoT", "stage1": "stage 1", "stage2": "stage 2", "stage3": "stage 3"}
+Record = dict[str, Any]
+
+
+def column_stage(column: str) -> int:
+    """0 for the CoT baseline, k for "after stage k"."""
+    return 0 if column == "cot" else int(column.removeprefix("stage"))
+
+
+def agreed_by(record: Record, stage: int) -> bool:
+    exited = record["sift"]["exit_stage"]
+    return exited is not None and exited <= stage
+
+
+def answer_at(record: Record, stage: int) -> tuple[str | None, bool]:
+    """(answer, correct) counted after `stage` (0: the CoT baseline)."""
+    source = record["sift"] if stage > 0 and agreed_by(record, stage) else record["cot"]
+    return source["answer"], bool(source["correct"])
+
+
+def cost_at(record: Record, stage: int) -> tuple[int, int]:
+    """(model calls, input + output tokens) spent to have the answer of `answer_at`."""
+    parts = [record["stage_costs"][str(k)] for k in STAGES if k <= stage]
+    if not (stage > 0 and agreed_by(record, stage)):
+        parts.append(record["cot"])
+    calls = sum(part["calls"] for part in parts)
+    tokens = sum(part["input_tokens"] + part["output_tokens"] for part in parts)
+    return calls, tokens
+
+
+def exit_shares(records: Sequence[Record]) -> dict[str, float]:
+    """Share of questions that stopped with a consensus at each stage, and at the fallback."""
+    counts = {str(stage): 0 for stage in STAGES} | {FALLBACK: 0}
+    for record in records:
+        exited = record["sift"]["exit_stage"]
+        counts[FALLBACK if exited is None else str(exited)] += 1
+    return {key: (count / len(records) if records else 0.0) for key, count in counts.items()}
+
+
+def accuracy_cell(outcomes: Sequence[bool]) -> dict[str, Any]:
+    correct, n = sum(outcomes), len(outcomes)
+    low, high = wilson_interval(correct, n)
+    return {"correct": correct, "n": n, "accuracy": correct / n if n else None, "ci95": [low, high]}
+
+
+def paired_test(first: Sequence[bool], second: Sequence[bool]) -> dict[str, Any]:
+    """Exact McNemar of `second` (SIFT) against `first` (CoT) on the same questions."""
+    only_first, only_second = discordant_pairs(first, second)
+    return {"cot_only": only_first, "sift_only": only_second, "p_value": mcnemar_exact(only_first, only_second)}
+
+
+def single_run_summary(records: Sequence[Record]) -> dict[str, Any]:
+    """Accuracy (Wilson 95%), cost per question and McNemar vs CoT for each column."""
+    columns: dict[str, Any] = {}
+    cot_outcomes = [answer_at(record, 0)[1] for record in records]
+    for column in COLUMNS:
+        stage = column_stage(column)
+        outcomes = [answer_at(record, stage)[1] for record in records]
+        costs = [cost_at(record, stage) for record in records]
+        columns[column] = {
+            **accuracy_cell(outcomes),
+            "calls_per_question": statistics.fmean(c for c, _ in costs) if costs else None,
+            "tokens_per_question": statistics.fmean(t for _, t in costs) if costs else None,
+        }
+        if stage > 0:
+            columns[column]["vs_cot"] = paired_test(cot_outcomes, outcomes)
+    return columns
+
+
+def by_sample(records: Sequence[Record]) -> dict[int, list[Record]]:
+    groups: dict[int, list[Record]] = defaultdict(list)
+    for record in records:
+        groups[int(record["sample"])].append(record)
+    return dict(sorted(groups.items()))
+
+
+def majority_summary(records: Sequence[Record], samples: int, same: Callable[[str, str], bool]) -> dict[str, Any]:
+    """CoT self-consistency and SIFT + majority vote over `samples` runs per question.
+
+    Only questions with all `samples` runs finished are voted on. The vote is over the
+    answers counted after the last stage; a question's cost is the sum over its runs.
+    """
+    per_question: dict[str, list[Record]] = defaultdict(list)
+    for record in records:
+        per_question[record["id"]].append(record)
+    complete = [sorted(group, key=lambda r: r["sample"]) for group in per_question.values() if len(group) == samples]
+    voted: dict[str, list[bool]] = {"cot": [], "sift": []}
+    tokens: dict[str, list[int]] = {"cot": [], "sift": []}
+    for group in complete:
+        for method, stage in (("cot", 0), ("sift", STAGES[-1])):
+            picked = majority_vote([answer_at(record, stage)[0] for record in group], same)
+            voted[method].append(picked is not None and answer_at(group[picked], stage)[1])
+            tokens[method].append(sum(cost_at(record, stage)[1] for record in group))
+    return {
+        "questions": len(complete),
+        "cot": {**accuracy_cell(voted["cot"]), "tokens_per_question": statistics.fmean(tokens["cot"]) if complete else None},
+        "sift": {
+            **accuracy_cell(voted["sift"]),
+            "tokens_per_question": statistics.fmean(tokens["sift"]) if complete else None,
+            "vs_cot": paired_test(voted["cot"], voted["sift"]),
+        },
+    }
+
+
+def wall_time(records: Sequence[Record]) -> float:
+    """Seconds the eval runs took: per invocation, from its start to its last record.
+    Robust to kill -9: each record carries its invocation's id and start time."""
+    sessions: dict[str, tuple[float, float]] = {}
+    for record in records:
+        session, started, finished = record.get("session"), record.get("session_started"), record.get("finished_at")
+        if session is None or started is None or finished is None:
+            continue
+        _, latest = sessions.get(session, (started, started))
+        sessions[session] = (started, max(latest, finished))
+    return sum(finished - started for started, finished in sessions.values())
+
+
+def summarize(records: Sequence[Record], comparator: str = "math") -> dict[str, Any]:
+    """The numbers of one result set (see the module docstring for what each means)."""
+    ok = [record for record in records if record["status"] == "ok"]
+    errors = [record for record in records if record["status"] != "ok"]
+    runs = by_sample(ok)
+    samples = max(runs) + 1 if runs else 1
+    summary: dict[str, Any] = {
+        "questions": len({record["id"] for record in ok}),
+        "samples": samples,
+        "graded": len(ok),
+        "errors": len(errors),
+        "error_examples": sorted({record["error"] for record in errors})[:3],
+        "exit_shares": exit_shares(ok),
+        "wall_seconds": wall_time(records),
+    }
+    if samples == 1:
+        summary["columns"] = single_run_summary(ok)
+        return summary
+    per_run = {sample: single_run_summary(group) for sample, group in runs.items()}
+    columns = {}
+    for column in COLUMNS:
+        accuracies = [run[column]["accuracy"] for run in per_run.values() if run[column]["n"]]
+        columns[column] = {
+            "accuracy": statistics.fmean(accuracies) if accuracies else None,
+            "range": [min(accuracies), max(accuracies)] if accuracies else None,
+            "runs": len(accuracies),
+            "n": sum(run[column]["n"] for run in per_run.values()),
+            "calls_per_question": statistics.fmean(run[column]["calls_per_question"] for run in per_run.values()),
+            "tokens_per_question": statistics.fmean(run[column]["tokens_per_question"] for run in per_run.values()),
+        }
+    summary["columns"] = columns
+    summary["majority"] = majority_summary(ok, samples, lambda a, b: answers_agree(a, b, comparator))  # type: ignore[arg-type]
+    return summary

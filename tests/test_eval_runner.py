@@ -1,0 +1,176 @@
+"""The eval runner with scripted models: records, stages, errors, resume, concurrency."""
+
+from __future__ import annotations
+
+import json
+
+from langchain_core.outputs import ChatResult
+
+from conftest import FORWARD_STICKER, INVERSE_STICKER, STICKER, boxed
+from sift_graph.context import SiftContext
+from sift_graph.evaluation.datasets import Question
+from sift_graph.evaluation.results import EvalConfig, ResultStore, load_result_sets, read_records
+from sift_graph.evaluation.runner import run_eval, usage_by_round
+from sift_graph.evaluation.summary import summarize
+from sift_graph.testing import ScriptedChatModel
+
+QUESTIONS = [
+    Question("q1", "Ann has 5 pears. How many pears?", "5"),
+    Question("q2", "Bo has 7 figs. How many figs?", "7"),
+    Question("q3", "Cy has 2 plums. How many plums?", "2"),
+]
+
+
+def staged_model(**kwargs) -> ScriptedChatModel:
+    """Run one question at a time, q1 agrees in round 1, q2 in round 2, q3 never (fallback).
+
+    Replies are consumed in call order per role: CoT answers 4 (wrong), 7, 2; then q3's fallback 2.
+    """
+    return ScriptedChatModel(
+        script={
+            "sticker": STICKER,
+            "forward": FORWARD_STICKER,
+            "inverse": INVERSE_STICKER,
+            "predict_sticker": [boxed(a) for a in ["5", "4", "7", "1", "2", "3"]],
+            "predict_query_sticker": [boxed(a) for a in ["5", "3", "7", "9", "8", "6"]],
+            "direct": [boxed(a) for a in ["4", "7", "2", "2"]],
+        },
+        **kwargs,
+    )
+
+
+def config(**overrides) -> EvalConfig:
+    settings = dict(model="scripted", base_url=None, max_tokens=64, temperature=0.0, top_p=None,
+                    forward_rounds=1, inverse_rounds=1, comparator="math", prompts="p")
+    return EvalConfig(**(settings | overrides))
+
+
+async def test_records_carry_grades_exit_stages_and_stage_costs(tmp_path):
+    model = staged_model()
+    store = ResultStore(tmp_path, "toy", config())
+    outcome = await run_eval(QUESTIONS, store=store, context=SiftContext(model=model), concurrency=1, progress=None)
+    assert (outcome.total, outcome.skipped, outcome.finished, outcome.errors) == (3, 0, 3, 0)
+    records = {record["id"]: record for record in store.records()}
+    assert [records[q]["sift"]["exit_stage"] for q in ("q1", "q2", "q3")] == [1, 2, None]
+    assert [records[q]["sift"]["calls"] for q in ("q1", "q2", "q3")] == [3, 6, 11]
+    assert {q: records[q]["cot"]["correct"] for q in records} == {"q1": False, "q2": True, "q3": True}
+    q3 = records["q3"]["stage_costs"]
+    assert [q3[key]["calls"] for key in ("1", "2", "3", "fallback")] == [3, 3, 4, 1]
+    # Token counts per stage add up to SIFT's own total.
+    total = sum(cost["input_tokens"] + cost["output_tokens"] for cost in q3.values())
+    assert total == records["q3"]["sift"]["input_tokens"] + records["q3"]["sift"]["output_tokens"]
+    assert all(r["dataset"] == "toy" and r["config"] == store.config.digest() for r in records.values())
+
+    summary = summarize(store.records())
+    assert [summary["columns"][c]["correct"] for c in ("cot", "stage1", "stage2", "stage3")] == [2, 3, 3, 3]
+    assert summary["exit_shares"]["fallback"] == 1 / 3
+
+
+def test_usage_by_round_follows_the_update_stream():
+    usage = lambda role: {"usage": {role: {"calls": 1, "input_tokens": 10, "output_tokens": 1}}}  # noqa: E731
+    updates = [
+        ("generate_sticker", usage("sticker")), ("predict_sticker", usage("predict_sticker")),
+        ("predict_query_sticker", usage("predict_query_sticker")), ("check_consensus", {"rounds": [{}]}),
+        ("forward_optimize", usage("forward")), ("predict_sticker", usage("predict_sticker")),
+        ("check_consensus", {"rounds": [{}]}), ("direct_answer", usage("direct")),
+    ]
+    costs = usage_by_round(updates)
+    assert costs == {1: {"calls": 3, "input_tokens": 30, "output_tokens": 3},
+                     2: {"calls": 2, "input_tokens": 20, "output_tokens": 2},
+                     "fallback": {"calls": 1, "input_tokens": 10, "output_tokens": 1}}
+
+
+class PoisonedModel(ScriptedChatModel):
+    """Fails (not transiently: no retries) on any prompt that mentions 'poison'."""
+
+    async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
+        if "poison" in str(messages[-1].content):
+            raise ValueError("the model choked")
+        return await super()._agenerate(messages, stop, run_manager, **kwargs)
+
+
+async def test_a_failing_question_is_recorded_and_the_run_goes_on_then_a_rerun_retries_it(tmp_path):
+    questions = [Question("a", "Ann has 5 pears. How many?", "5"), Question("b", "A poison apple. How many?", "1")]
+    always_five = {"sticker": STICKER, "forward": FORWARD_STICKER, "inverse": INVERSE_STICKER,
+                   "predict_sticker": boxed("5"), "predict_query_sticker": boxed("5"), "direct": boxed("5")}
+    store = ResultStore(tmp_path, "toy", config())
+    outcome = await run_eval(questions, store=store, context=SiftContext(model=PoisonedModel(script=always_five)), progress=None)
+    assert (outcome.finished, outcome.errors) == (2, 1) and "the model choked" in outcome.first_error
+    statuses = {r["id"]: r["status"] for r in store.records()}
+    assert statuses == {"a": "ok", "b": "error"}
+
+    # The rerun does only the failed question; its success replaces the error, never adds to it.
+    outcome = await run_eval(questions, store=store, context=SiftContext(model=ScriptedChatModel(script=always_five)), progress=None)
+    assert (outcome.skipped, outcome.finished, outcome.errors) == (1, 1, 0)
+    assert len(read_records(store.path)[0]) == 3
+    assert {r["id"]: r["status"] for r in store.records()} == {"a": "ok", "b": "ok"}
+    assert summarize(store.records())["graded"] == 2
+
+
+async def test_rerun_skips_done_questions_and_a_new_config_is_a_new_result_set(tmp_path):
+    store = ResultStore(tmp_path, "toy", config())
+    await run_eval(QUESTIONS, store=store, context=SiftContext(model=staged_model()), concurrency=1, progress=None)
+    model = staged_model()
+    outcome = await run_eval(QUESTIONS, store=store, context=SiftContext(model=model), progress=None)
+    assert (outcome.skipped, outcome.finished) == (3, 0) and model.calls == []
+
+    other = ResultStore(tmp_path, "toy", config(max_tokens=128))
+    assert other.path != store.path
+    await run_eval(QUESTIONS[:1], store=other, context=SiftContext(model=staged_model()), progress=None)
+    sets = load_result_sets(tmp_path)
+    assert sorted(len(s.records) for s in sets) == [1, 3]
+    described = json.loads(other.config_path.read_text())
+    assert described["config"]["max_tokens"] == 128 and described["digest"] == other.config.digest()
+
+
+async def test_an_edited_question_is_not_taken_for_done(tmp_path):
+    store = ResultStore(tmp_path, "toy", config())
+    await run_eval(QUESTIONS[:1], store=store, context=SiftContext(model=staged_model()), progress=None)
+    edited = [Question("q1", "Ann has 6 pears. How many pears?", "6")]
+    outcome = await run_eval(edited, store=store, context=SiftContext(model=staged_model()), progress=None)
+    assert outcome.finished == 1
+
+
+async def test_concurrency_is_bounded(tmp_path):
+    always = {"sticker": STICKER, "forward": FORWARD_STICKER, "inverse": INVERSE_STICKER,
+              "predict_sticker": boxed("5"), "predict_query_sticker": boxed("5"), "direct": boxed("5")}
+    questions = [Question(str(i), f"Question number {i}?", "5") for i in range(8)]
+    # A question has at most 3 calls in flight: its CoT call beside SIFT's prediction pair.
+    for concurrency in (1, 2):
+        model = ScriptedChatModel(script=always, latency=0.02)
+        store = ResultStore(tmp_path, "toy", config(max_tokens=concurrency))
+        await run_eval(questions, store=store, context=SiftContext(model=model), concurrency=concurrency, progress=None)
+        assert model.max_in_flight <= 3 * concurrency
+        assert len(store.records()) == 8
+
+
+async def test_samples_are_separate_records(tmp_path):
+    always = {"sticker": STICKER, "forward": FORWARD_STICKER, "inverse": INVERSE_STICKER,
+              "predict_sticker": boxed("5"), "predict_query_sticker": boxed("5"), "direct": boxed("5")}
+    store = ResultStore(tmp_path, "toy", config(temperature=0.7))
+    await run_eval(QUESTIONS[:2], store=store, context=SiftContext(model=ScriptedChatModel(script=always), temperature=0.7), samples=3, progress=None)
+    keys = sorted((r["id"], r["sample"]) for r in store.records())
+    assert keys == [("q1", 0), ("q1", 1), ("q1", 2), ("q2", 0), ("q2", 1), ("q2", 2)]
+    assert summarize(store.records())["majority"]["questions"] == 2
+
+
+def test_a_torn_last_line_is_skipped_and_sealed(tmp_path):
+    store = ResultStore(tmp_path, "toy", config())
+    good = {"id": "a", "sample": 0, "question_sha": "s", "status": "error", "error": "x"}
+    store.path.write_text(json.dumps(good) + "\n" + '{"id": "b", "sam', encoding="utf-8")
+    assert read_records(store.path) == ([good], 1)
+    with store:
+        store.append({**good, "id": "c"})
+    records, torn = read_records(store.path)
+    assert [r["id"] for r in records] == ["a", "c"] and torn == 1
+
+
+async def test_when_one_method_fails_the_other_is_cancelled_not_left_running(tmp_path):
+    import asyncio
+
+    # No reply for "direct": the CoT call fails at once while SIFT's sticker call is under way.
+    model = ScriptedChatModel(script={"sticker": STICKER, "predict_sticker": boxed("5"), "predict_query_sticker": boxed("5")}, latency=0.1)
+    outcome = await run_eval(QUESTIONS[:1], store=ResultStore(tmp_path, "toy", config()), context=SiftContext(model=model), progress=None)
+    assert outcome.errors == 1 and "no reply scripted for role 'direct'" in outcome.first_error
+    await asyncio.sleep(0.5)  # a SIFT run left behind would have made its predictions by now
+    assert model.call_counts().get("predict_sticker", 0) == 0
