@@ -53,6 +53,9 @@ class ScriptedChatModel(BaseChatModel):
     """Called with the role inside every sync call, before it replies (test hooks)."""
     failures: dict[str, int] = {}
     """Per role, how many first calls raise ConnectionError (a transient fault to retry)."""
+    fault_latency: float = 0.0
+    """Seconds a scripted fault takes before it is raised (a failing server is seldom
+    instant): lets a test have the sibling prediction finish before its partner fails."""
     accepts_decoding_kwargs: bool = True
     hold: dict[str, int] = {}
     """Per role, the call number (1-based) that never returns: a process stuck mid-call,
@@ -108,15 +111,20 @@ class ScriptedChatModel(BaseChatModel):
             raise ValueError(f"ScriptedChatModel: expected one '{TAG_PREFIX}<role>' tag, got {tags}")
         return roles[0]
 
+    def _fault(self, role: str) -> ConnectionError | None:
+        """This attempt's scripted fault, if it is one of the role's first `failures`."""
+        with self._lock:
+            attempt = self._attempts[role] = self._attempts.get(role, 0) + 1
+        if attempt <= self.failures.get(role, 0):
+            return ConnectionError(f"scripted fault {attempt} for role {role!r}")
+        return None
+
     def _start(self, role: str) -> dict[str, Any]:
-        """Count the call in, and pick its reply (or its scripted fault)."""
+        """Count the call in, and pick its reply."""
         if role not in self.script:
             raise KeyError(f"ScriptedChatModel: no reply scripted for role {role!r}")
         replies = self.script[role]
         with self._lock:
-            attempt = self._attempts[role] = self._attempts.get(role, 0) + 1
-            if attempt <= self.failures.get(role, 0):
-                raise ConnectionError(f"scripted fault {attempt} for role {role!r}")
             index = self._served[role]
             self._served[role] += 1
             self._in_flight += 1
@@ -175,6 +183,9 @@ class ScriptedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        if (fault := self._fault(self._role(run_manager))) is not None:
+            time.sleep(self.fault_latency)
+            raise fault
         role, prompt, reply, started = self._begin(messages, run_manager)
         try:
             if self.before_reply is not None:
@@ -193,6 +204,9 @@ class ScriptedChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        if (fault := self._fault(self._role(run_manager))) is not None:
+            await asyncio.sleep(self.fault_latency)
+            raise fault
         role, prompt, reply, started = self._begin(messages, run_manager)
         try:
             while self._held(role, reply):
