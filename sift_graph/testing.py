@@ -136,7 +136,8 @@ class ScriptedChatModel(BaseChatModel):
         try:
             if self.before_reply is not None:
                 self.before_reply(role)
-            time.sleep(self.latency)
+            if self.latency > 0:  # an instant model must not give up the GIL (sleep(0) does)
+                time.sleep(self.latency)
         finally:
             self._finish(role, prompt, kwargs, started)
         return self._result(prompt, reply)
