@@ -5,6 +5,7 @@ itself could not run properly). See BENCHMARKS.md."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
@@ -51,6 +52,12 @@ def overhead_rows(args: argparse.Namespace) -> list[Row]:
         target = "-" if r.target_ms is None else f"<= {r.target_ms} ms/call"
         ok = None if r.target_ms is None else r.extra_ms_per_call <= r.target_ms
         rows.append(_row("1 overhead", name, value, target, ok))
+    # LangGraph's own share: the same graph with canned node updates and no model at all.
+    for memory in (False, True):
+        floor = asyncio.run(overhead.measure_floor(batch=args.batch, repeats=args.repeats, memory=memory))
+        where = f"memory (durability={overhead.DURABILITY})" if memory else "none"
+        rows.append(_row("1 overhead", f"async path, {where}: LangGraph floor (canned nodes, no model)",
+                         f"{floor:.2f} ms/call", "-", None))
     return rows
 
 
@@ -100,8 +107,8 @@ def memory_rows(args: argparse.Namespace) -> list[Row]:
     r = memory.run(args.questions)
     return [
         _row("4 memory", f"RSS over {r.questions} questions (16 at a time, results kept)",
-             f"start {r.rss_start_mb:.0f} MB, after warm-up {r.rss_warm_mb:.0f} MB, end {r.rss_end_mb:.0f} MB, "
-             f"peak {r.peak_rss_mb:.0f} MB", "-", None),
+             f"RSS start {r.rss_start_mb:.0f} MB, after warm-up {r.rss_warm_mb:.0f} MB, end {r.rss_end_mb:.0f} MB; "
+             f"peak {r.peak_rss_warm_mb:.0f} MB after warm-up, {r.peak_rss_mb:.0f} MB at the end", "-", None),
         _row("4 memory", "growth per question after warm-up",
              f"{r.growth_per_question_kb:.1f} KB (results kept: {r.result_per_question_kb:.1f} KB each)",
              f"<= results + {memory.GROWTH_SLACK_BYTES // 1024} KB", r.ok),

@@ -30,6 +30,7 @@ class MemoryResult:
     rss_start_mb: float
     rss_warm_mb: float
     rss_end_mb: float
+    peak_rss_warm_mb: float
     peak_rss_mb: float
     growth_per_question_kb: float
     result_per_question_kb: float
@@ -53,6 +54,10 @@ def _deep_size(item: object, seen: set[int] | None = None) -> int:
     return size
 
 
+def _peak_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def _rss_bytes() -> int:
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -67,6 +72,7 @@ async def _measure(questions: int, concurrency: int, warm: int) -> dict:
     start = _rss_bytes()
     results: list[dict] = []
     samples: dict[int, int] = {}
+    peaks: dict[int, int] = {}
     pending = iter(range(questions))
 
     async def worker() -> None:
@@ -75,6 +81,7 @@ async def _measure(questions: int, concurrency: int, warm: int) -> dict:
             results.append(await graph.ainvoke({"question": QUESTION}, context=context))
             if len(results) % 50 == 0:
                 samples[len(results)] = _rss_bytes()
+                peaks[len(results)] = _peak_bytes()
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     end = _rss_bytes()
@@ -85,7 +92,8 @@ async def _measure(questions: int, concurrency: int, warm: int) -> dict:
         "rss_start_mb": start / 2**20,
         "rss_warm_mb": warm_rss / 2**20,
         "rss_end_mb": end / 2**20,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_warm_mb": peaks.get(warm, _peak_bytes()) / 2**20,
+        "peak_rss_mb": _peak_bytes() / 2**20,
         "growth_per_question_kb": (end - warm_rss) / (questions - warm) / 1024,
         "result_per_question_kb": result_bytes / 1024,
     }

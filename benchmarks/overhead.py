@@ -128,6 +128,82 @@ def _result(
     )
 
 
+def canned_graph(workload: str):
+    """The SIFT graph's shape, state and routing with every node replaced by an async
+    function returning the update the real node returned in a recorded run: what
+    LangGraph itself costs for this run, with no model call and no SIFT node code."""
+    from langgraph.graph import END, START, StateGraph
+
+    from sift_graph.graph import route_after_consensus
+    from sift_graph.nodes import STEPS, InlineStep
+    from sift_graph.state import SiftInput, SiftOutput, SiftState
+
+    recorded: dict[str, list[dict]] = {name: [] for name in [*STEPS, "check_consensus"]}
+    graph = build_sift_graph().compile()
+    for _, chunk in graph.stream(
+        {"question": QUESTION}, context=SiftContext(model=_model(workload)), stream_mode=["updates"]
+    ):
+        for node, update in chunk.items():
+            if node in recorded:
+                recorded[node].append(update)
+
+    def canned(name: str):
+        async def node(state: SiftState) -> dict:
+            updates = recorded[name]
+            done = len(state.get("rounds") or [])
+            # Rounds repeat the predictions and the check; forward runs twice (the second
+            # time after an inverse round); the rest run once.
+            if name.startswith("predict") or name == "check_consensus":
+                return updates[min(done, len(updates) - 1)]
+            return updates[min(done - 1, len(updates) - 1)] if name == "forward_optimize" else updates[0]
+
+        return node
+
+    builder = StateGraph(SiftState, context_schema=SiftContext, input_schema=SiftInput, output_schema=SiftOutput)
+    for name in recorded:
+        builder.add_node(name, canned(name))
+    builder.add_edge(START, "generate_sticker")
+    for produces_sticker in ("generate_sticker", "forward_optimize"):
+        builder.add_edge(produces_sticker, "predict_sticker")
+        builder.add_edge(produces_sticker, "predict_query_sticker")
+    builder.add_edge(["predict_sticker", "predict_query_sticker"], "check_consensus")
+    builder.add_conditional_edges(
+        "check_consensus", InlineStep("route", route_after_consensus),
+        ["forward_optimize", "inverse_generate", "direct_answer", END],
+    )
+    builder.add_edge("inverse_generate", "forward_optimize")
+    builder.add_edge("direct_answer", END)
+    return builder
+
+
+async def measure_floor(
+    workload: str = "cascade", batch: int = 10, repeats: int = 7, memory: bool = False
+) -> float:
+    """Median ms per model call of the canned graph (async path; no checkpointer, or the
+    in-memory one with durability='sync'): the part of the overhead that is LangGraph's
+    own, before any SIFT code runs."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    graph = canned_graph(workload).compile(checkpointer=InMemorySaver() if memory else None)
+    context = SiftContext()
+    options: dict[str, Any] = {"durability": DURABILITY} if memory else {}
+
+    def config() -> dict | None:
+        return {"configurable": {"thread_id": uuid.uuid4().hex}} if memory else None
+
+    result = await graph.ainvoke({"question": QUESTION}, config(), context=context, **options)
+    if len(result["rounds"]) != len(build_sift_graph().compile().invoke(
+        {"question": QUESTION}, context=SiftContext(model=_model(workload)))["rounds"]):
+        raise RuntimeError("the canned graph did not replay the recorded run")
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for _ in range(batch):
+            await graph.ainvoke({"question": QUESTION}, config(), context=context, **options)
+        times.append((time.perf_counter() - started) / batch)
+    return statistics.median(times) * 1000 / CALLS[workload]
+
+
 def postgres_available(url: str | None) -> str | None:
     """None when the server answers, else why not."""
     if not url:
