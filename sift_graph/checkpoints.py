@@ -82,14 +82,6 @@ def _sqlite_path(setting: str) -> str:
     return str(Path(path).expanduser()) if path != ":memory:" else path
 
 
-def _postgres_connection_kwargs() -> dict:
-    from psycopg.rows import dict_row
-
-    # What LangGraph's saver expects of its connections: autocommit (each write is its
-    # own transaction) and rows as dicts; prepared statements from the first use.
-    return {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
-
-
 # The PostgreSQL analogue of SQLite's synchronous=NORMAL, for the saver's own sessions
 # only: the server acknowledges a commit before its WAL reaches the disk, so a step's
 # checkpoint costs no fsync wait (a durability='sync' run writes two per step). A killed
@@ -105,6 +97,14 @@ def _configure_postgres(connection) -> None:  # noqa: ANN001 - psycopg.Connectio
 
 async def _aconfigure_postgres(connection) -> None:  # noqa: ANN001 - psycopg.AsyncConnection
     await connection.execute(_POSTGRES_SESSION_SETUP)
+
+
+def _postgres_connection_kwargs() -> dict:
+    from psycopg.rows import dict_row
+
+    # What LangGraph's saver expects of its connections: autocommit (each write is its
+    # own transaction) and rows as dicts; prepared statements from the first use.
+    return {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
 
 
 @contextmanager
