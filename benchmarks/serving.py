@@ -17,9 +17,10 @@ import time
 from dataclasses import dataclass
 
 from benchmarks.server import SleepingServer, measure_server
-from benchmarks.workloads import CALLS, CRITICAL_CALLS, QUESTION
+from benchmarks.workloads import CALLS, CRITICAL_CALLS, QUESTION, aplain_sift
 from sift_graph import build_sift_graph
 from sift_graph.context import SiftContext
+from sift_graph.models import resolve_model
 
 LATENCY_TARGET = 1.10  # wall / critical path
 SPEEDUP_TARGET = 1.3  # sequential / wall
@@ -85,14 +86,29 @@ def run_latency(latency: float, repeats: int) -> list[LatencyResult]:
     return [asyncio.run(_latency(workload, latency, repeats)) for workload in ("agree", "cascade")]
 
 
-async def _throughput(latency: float, concurrencies: tuple[int, ...], rounds: int) -> list[ThroughputResult]:
+async def _throughput(
+    latency: float, concurrencies: tuple[int, ...], rounds: int, plain_at: int | None = None
+) -> list[ThroughputResult]:
+    """Graph runs at each concurrency; with `plain_at`, also the plain cascade (the same
+    calls through the same client, no graph) at that concurrency, as a last result."""
     results = []
     with SleepingServer(latency, "agree") as server:
         graph = build_sift_graph().compile()
         context = _context(server)
         await graph.ainvoke({"question": QUESTION}, context=context)
         critical = CRITICAL_CALLS["agree"] * latency
-        for concurrency in concurrencies:
+        model = resolve_model(context.model, context.connection)
+
+        async def by_graph() -> None:
+            await graph.ainvoke({"question": QUESTION}, context=context)
+
+        async def by_plain() -> None:
+            await aplain_sift(model, QUESTION, context)
+
+        runs = [(concurrency, by_graph) for concurrency in concurrencies]
+        if plain_at:
+            runs.append((plain_at, by_plain))
+        for concurrency, run_one in runs:
             questions = concurrency * rounds
             queue: asyncio.Queue[int] = asyncio.Queue()
             for number in range(questions):
@@ -101,7 +117,7 @@ async def _throughput(latency: float, concurrencies: tuple[int, ...], rounds: in
             async def worker() -> None:
                 while not queue.empty():
                     queue.get_nowait()
-                    await graph.ainvoke({"question": QUESTION}, context=context)
+                    await run_one()
 
             started = time.perf_counter()
             await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -110,8 +126,10 @@ async def _throughput(latency: float, concurrencies: tuple[int, ...], rounds: in
     return results
 
 
-def run_throughput(latency: float, concurrencies: tuple[int, ...], rounds: int) -> list[ThroughputResult]:
-    return asyncio.run(_throughput(latency, concurrencies, rounds))
+def run_throughput(
+    latency: float, concurrencies: tuple[int, ...], rounds: int, plain_at: int | None = None
+) -> list[ThroughputResult]:
+    return asyncio.run(_throughput(latency, concurrencies, rounds, plain_at))
 
 
 def run_server_alone(latency: float, concurrency: int, requests: int) -> float:
