@@ -101,9 +101,24 @@ def reply_from_message(message: BaseMessage) -> ModelReply:
 
 
 def _call_config(role: Role, config: RunnableConfig | None) -> RunnableConfig:
-    from langchain_core.runnables.config import merge_configs
+    """The node's config plus the call's tag, run name and role metadata.
 
-    return merge_configs(config, {"tags": [role_tag(role)], "run_name": f"sift_{role}", "metadata": {"sift_role": role}})
+    What `merge_configs(config, {...})` gives, without its copies of the callback
+    manager and of every key (the model's `invoke` configures its own callbacks from the
+    parent's anyway): this runs once per model call.
+    """
+    tag = role_tag(role)
+    if not config:
+        from langchain_core.runnables.config import merge_configs
+
+        return merge_configs(config, {"tags": [tag], "run_name": f"sift_{role}", "metadata": {"sift_role": role}})
+    tags = config.get("tags") or []
+    return {
+        **config,
+        "tags": sorted({*tags, tag}),
+        "metadata": {**(config.get("metadata") or {}), "sift_role": role},
+        "run_name": f"sift_{role}",
+    }
 
 
 def call_model(

@@ -20,7 +20,7 @@ from langgraph.types import RetryPolicy
 
 from sift_graph.context import SiftContext
 from sift_graph.faults import is_transient_fault
-from sift_graph.nodes import STEPS, ModelNode, check_consensus, context_of
+from sift_graph.nodes import STEPS, InlineStep, ModelNode, check_consensus, context_of
 from sift_graph.state import RoundRecord, SiftInput, SiftOutput, SiftState
 
 NextStep = Literal["forward_optimize", "inverse_generate", "direct_answer", "__end__"]
@@ -61,14 +61,18 @@ def build_sift_graph(*, retry_policy: RetryPolicy | None = MODEL_RETRY) -> State
     )
     for name, step in STEPS.items():
         builder.add_node(name, ModelNode(name, step), retry_policy=retry_policy)
-    builder.add_node("check_consensus", check_consensus)
+    builder.add_node("check_consensus", InlineStep("check_consensus", check_consensus))
 
     builder.add_edge(START, "generate_sticker")
     for produces_sticker in ("generate_sticker", "forward_optimize"):
         builder.add_edge(produces_sticker, "predict_sticker")
         builder.add_edge(produces_sticker, "predict_query_sticker")
     builder.add_edge(["predict_sticker", "predict_query_sticker"], "check_consensus")
-    builder.add_conditional_edges("check_consensus", route_after_consensus)
+    builder.add_conditional_edges(
+        "check_consensus",
+        InlineStep("route_after_consensus", route_after_consensus),
+        ["forward_optimize", "inverse_generate", "direct_answer", END],
+    )
     builder.add_edge("inverse_generate", "forward_optimize")
     builder.add_edge("direct_answer", END)
     return builder

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from langchain_core.runnables import Runnable, RunnableConfig
+from langgraph._internal._constants import CONFIG_KEY_RUNTIME
 from langgraph.runtime import Runtime, get_runtime
 
 from sift_graph import prompts
@@ -206,6 +207,32 @@ class ModelNode(Runnable[SiftState, dict[str, Any]]):
         model = await aresolve_model(context.model, context.connection)
         reply = await acall_model(model, self.step.role, prompt, context, config)
         return self._finish(state, reply, runtime)
+
+
+class InlineStep(Runnable[SiftState, Any]):
+    """A quick sync step `func(state, runtime)` (no I/O) that runs inline on both paths.
+
+    LangGraph runs a plain sync function under `ainvoke` in a thread pool; for a step
+    that takes microseconds, the hand-off to a worker thread and back costs more than
+    the step itself (check_consensus and its router run once per round).
+    """
+
+    def __init__(self, name: str, func: Callable[[SiftState, Runtime[Any]], Any]) -> None:
+        self.name = name
+        self.func = func
+
+    def invoke(self, state: SiftState, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        return self.func(state, _runtime_of(config))
+
+    async def ainvoke(self, state: SiftState, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        return self.func(state, _runtime_of(config))
+
+
+def _runtime_of(config: RunnableConfig | None) -> Runtime[Any]:
+    """The run's Runtime from the config LangGraph passes in (a conditional edge is called
+    with its config but outside a runnable context, where `get_runtime()` fails)."""
+    runtime = ((config or {}).get("configurable") or {}).get(CONFIG_KEY_RUNTIME)
+    return runtime if runtime is not None else get_runtime()
 
 
 # --- the consensus check: no model call ---------------------------------------------------

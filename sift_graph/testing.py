@@ -192,7 +192,8 @@ class ScriptedChatModel(BaseChatModel):
                 self.before_reply(role)
             while self._held(role, reply):
                 time.sleep(1.0)
-            time.sleep(self.latency)
+            if self.latency > 0:  # an instant model must not give up the GIL (sleep(0) does)
+                time.sleep(self.latency)
         finally:
             self._finish(role, prompt, kwargs, started, reply["call"])
         return self._result(prompt, reply)

@@ -1,0 +1,1 @@
+"""Benchmarks for sift_graph: `python -m benchmarks` (see BENCHMARKS.md)."""

@@ -1,0 +1,116 @@
+"""What the benchmarks run: scripted replies per SIFT role, and the cascade as plain Python.
+
+Two workloads:
+
+- ``agree``: the two predictions agree in round 1 (3 model calls, critical path 2 calls);
+- ``cascade``: they never agree, so SIFT spends its whole budget (sticker, 3 rounds of two
+  predictions, forward, inverse + forward, direct: 11 calls, critical path 8 calls).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sift_graph import prompts
+from sift_graph.calls import acall_model, call_model
+from sift_graph.context import SiftContext
+from sift_graph.nodes import prediction_from, predictions_agree, sticker_from
+
+QUESTION = "Ann has 3 apples and buys 2 more. How many apples does she have?"
+STICKER = (
+    "**Conditions:**\n1. Ann has 3 apples.\n2. Ann buys 2 more apples.\n"
+    "**Question:** How many apples does Ann have now?"
+)
+FORWARD = (
+    "**Conditions:**\n1. Ann has 3 apples.\n2. Ann buys 2 more apples.\n"
+    "**Question:** How many apples does Ann have in total?"
+)
+INVERSE = "**Conditions:**\n1. Ann starts with 3 apples.\n2. Ann gets 2 apples.\n**Question:** How many apples now?"
+
+
+def _boxed(answer: str) -> str:
+    return f"Adding the apples step by step gives the total. \\boxed{{{answer}}}"
+
+
+def script(workload: str) -> dict[str, Any]:
+    """Replies per role for a ScriptedChatModel (lists are used in order)."""
+    if workload == "agree":
+        by_sticker, by_query = ["5"], ["5"]
+    elif workload == "cascade":
+        by_sticker, by_query = ["4", "6", "8"], ["5", "7", "9"]
+    else:
+        raise ValueError(f"unknown workload {workload!r}")
+    return {
+        "sticker": STICKER,
+        "forward": FORWARD,
+        "inverse": INVERSE,
+        "predict_sticker": [_boxed(a) for a in by_sticker],
+        "predict_query_sticker": [_boxed(a) for a in by_query],
+        "direct": _boxed("5"),
+    }
+
+
+# Calls per question, and calls on the critical path (the two predictions overlap).
+CALLS = {"agree": 3, "cascade": 11}
+CRITICAL_CALLS = {"agree": 2, "cascade": 8}
+
+
+def plain_sift(model: Any, question: str, context: SiftContext) -> dict[str, Any]:
+    """The SIFT cascade as a plain function: the same prompts, calls and checks as the
+    graph, no orchestration (the baseline of the overhead benchmark)."""
+    sticker = sticker_from(call_model(model, "sticker", prompts.sticker_prompt(question), context, None))
+    last_by_query = None
+    total_rounds = 1 + context.forward_rounds + context.inverse_rounds
+    for number in range(1, total_rounds + 1):
+        if number > 1:
+            source = sticker
+            if number > 1 + context.forward_rounds:  # inverse round: rebuild the sticker first
+                solution = last_by_query["text"] or last_by_query["reasoning"] or ""
+                source = sticker_from(call_model(model, "inverse", prompts.inverse_prompt(solution), context, None))
+            sticker = sticker_from(
+                call_model(model, "forward", prompts.forward_prompt(question, source["text"]), context, None)
+            )
+        by_sticker = prediction_from(
+            call_model(model, "predict_sticker", prompts.predict_sticker_prompt(sticker["text"]), context, None)
+        )
+        last_by_query = prediction_from(
+            call_model(
+                model, "predict_query_sticker",
+                prompts.predict_query_sticker_prompt(question, sticker["text"]), context, None,
+            )
+        )
+        if predictions_agree(by_sticker, last_by_query, context.comparator):
+            return {"answer": last_by_query["answer"], "consensus_round": number}
+    direct = prediction_from(call_model(model, "direct", prompts.direct_prompt(question), context, None))
+    return {"answer": direct["answer"], "consensus_round": None}
+
+
+async def aplain_sift(model: Any, question: str, context: SiftContext) -> dict[str, Any]:
+    """`plain_sift` on the async path, the two predictions gathered concurrently."""
+    sticker = sticker_from(await acall_model(model, "sticker", prompts.sticker_prompt(question), context, None))
+    last_by_query = None
+    total_rounds = 1 + context.forward_rounds + context.inverse_rounds
+    for number in range(1, total_rounds + 1):
+        if number > 1:
+            source = sticker
+            if number > 1 + context.forward_rounds:
+                solution = last_by_query["text"] or last_by_query["reasoning"] or ""
+                source = sticker_from(
+                    await acall_model(model, "inverse", prompts.inverse_prompt(solution), context, None)
+                )
+            sticker = sticker_from(
+                await acall_model(model, "forward", prompts.forward_prompt(question, source["text"]), context, None)
+            )
+        replies = await asyncio.gather(
+            acall_model(model, "predict_sticker", prompts.predict_sticker_prompt(sticker["text"]), context, None),
+            acall_model(
+                model, "predict_query_sticker",
+                prompts.predict_query_sticker_prompt(question, sticker["text"]), context, None,
+            ),
+        )
+        by_sticker, last_by_query = (prediction_from(reply) for reply in replies)
+        if predictions_agree(by_sticker, last_by_query, context.comparator):
+            return {"answer": last_by_query["answer"], "consensus_round": number}
+    direct = prediction_from(await acall_model(model, "direct", prompts.direct_prompt(question), context, None))
+    return {"answer": direct["answer"], "consensus_round": None}

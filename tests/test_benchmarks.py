@@ -1,0 +1,67 @@
+"""The benchmark machinery works and measures what it says (no timings asserted here:
+`python -m benchmarks` measures)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from benchmarks import memory, server, workloads
+from benchmarks.serving import _context
+from sift_graph import build_sift_graph
+from sift_graph.context import SiftContext
+from sift_graph.testing import ScriptedChatModel
+
+
+@pytest.mark.parametrize("workload", ["agree", "cascade"])
+def test_the_plain_baseline_is_the_same_cascade_as_the_graph(workload):
+    by_graph = ScriptedChatModel(script=workloads.script(workload))
+    result = build_sift_graph().compile().invoke(
+        {"question": workloads.QUESTION}, context=SiftContext(model=by_graph)
+    )
+    by_plain = ScriptedChatModel(script=workloads.script(workload))
+    plain = workloads.plain_sift(by_plain, workloads.QUESTION, SiftContext(model=by_plain))
+
+    assert by_plain.call_counts() == by_graph.call_counts()
+    assert sum(by_graph.call_counts().values()) == workloads.CALLS[workload]
+    assert [call.prompt for call in by_plain.calls if call.role == "direct"] == [
+        call.prompt for call in by_graph.calls if call.role == "direct"
+    ]
+    assert (plain["answer"], plain["consensus_round"]) == (result["answer"], result["consensus_round"])
+
+
+async def test_the_async_baseline_makes_the_same_calls():
+    model = ScriptedChatModel(script=workloads.script("cascade"), latency=0.001)
+    plain = await workloads.aplain_sift(model, workloads.QUESTION, SiftContext(model=model))
+    assert plain["consensus_round"] is None
+    assert sum(model.call_counts().values()) == workloads.CALLS["cascade"]
+    assert model.max_in_flight == 2  # the predictions overlap, as in the graph
+
+
+@pytest.mark.parametrize("workload", ["agree", "cascade"])
+def test_the_sleeping_server_drives_a_real_served_run(workload):
+    with server.SleepingServer(0.001, workload) as sleeping:
+        result = asyncio.run(
+            build_sift_graph().compile().ainvoke({"question": workloads.QUESTION}, context=_context(sleeping))
+        )
+    assert sum(usage["calls"] for usage in result["usage"].values()) == workloads.CALLS[workload]
+    assert result["answer"] == "5"
+    assert result["consensus_round"] == (1 if workload == "agree" else None)
+
+
+def test_role_of_recognises_every_prompt():
+    from sift_graph import prompts
+
+    assert server.role_of(prompts.sticker_prompt("q")) == "sticker"
+    assert server.role_of(prompts.predict_sticker_prompt("s")) == "predict_sticker"
+    assert server.role_of(prompts.predict_query_sticker_prompt("q", "s")) == "predict_query_sticker"
+    assert server.role_of(prompts.forward_prompt("q", "s")) == "forward"
+    assert server.role_of(prompts.inverse_prompt("x")) == "inverse"
+    assert server.role_of(prompts.direct_prompt("q")) == "direct"
+
+
+def test_deep_size_counts_nested_results():
+    shared = "x" * 1000
+    assert memory._deep_size({"a": [shared, shared]}) >= 1000
+    assert memory._deep_size({"a": [shared, shared]}) < 2000  # one object counted once
