@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from sift_graph import SiftContext, build_sift_graph
@@ -44,6 +45,9 @@ def main() -> None:
         if line.startswith("thread: "):
             thread_id = line.removeprefix("thread: ").strip()
         if line.startswith("[round 1] answer from"):
+            # The stage is printed from inside the node, a moment before its result is
+            # checkpointed: give that write its moment, then crash mid-round.
+            time.sleep(0.5)
             child.send_signal(signal.SIGKILL)  # no cleanup, no goodbye: a crash
             break
     child.wait()
