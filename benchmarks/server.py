@@ -23,22 +23,7 @@ import time
 from typing import Any
 
 from benchmarks.workloads import FORWARD, INVERSE, STICKER
-
-# Prompt fragments that tell the roles apart (see sift_graph/prompts.py).
-_ROLE_MARKERS = (
-    ("forward", "Corrected Sticker:"),
-    ("inverse", "Reconstruct the problem's Sticker"),
-    ("sticker", "You turn a math problem into a Sticker"),
-    ("predict_query_sticker", "Key facts of the problem:"),
-    ("predict_sticker", "Solve the problem described by these facts."),
-)
-
-
-def role_of(prompt: str) -> str:
-    for role, marker in _ROLE_MARKERS:
-        if marker in prompt:
-            return role
-    return "direct"
+from sift_graph.prompts import role_of_prompt
 
 
 def replies(workload: str) -> dict[str, str]:
@@ -70,7 +55,7 @@ async def serve(latency: float, workload: str, port: int = 0) -> None:
                     payload: dict[str, Any] = {"object": "list", "data": [{"id": "bench", "object": "model"}]}
                 else:
                     prompt = body["messages"][-1]["content"]
-                    content = answers[role_of(prompt)]
+                    content = answers[role_of_prompt(prompt)]
                     await asyncio.sleep(latency)
                     prompt_tokens, completion_tokens = len(prompt.split()), len(content.split())
                     payload = {

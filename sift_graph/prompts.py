@@ -195,3 +195,23 @@ def inverse_prompt(solution: str) -> str:
 
 def direct_prompt(question: str) -> str:
     return DIRECT_PROMPT.format(question=question, instruction=SOLVE_INSTRUCTION)
+
+
+# A fragment that only each role's prompt contains, checked in this order (the forward
+# prompt quotes a sticker, so it is recognised before the sticker prompt).
+_ROLE_MARKERS = (
+    ("forward", "Corrected Sticker:"),
+    ("inverse", "Reconstruct the problem's Sticker"),
+    ("sticker", "You turn a math problem into a Sticker"),
+    ("predict_query_sticker", "Key facts of the problem:"),
+    ("predict_sticker", "Solve the problem described by these facts."),
+)
+
+
+def role_of_prompt(prompt: str) -> str:
+    """Which SIFT role a prompt of ours was written for (`direct` if none of the others):
+    how a fake server on the far side of an HTTP API tells the calls apart."""
+    for role, marker in _ROLE_MARKERS:
+        if marker in prompt:
+            return role
+    return "direct"

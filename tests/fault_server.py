@@ -19,21 +19,7 @@ from collections import defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-# Prompt fragments that tell the roles apart (see sift_graph/prompts.py).
-_ROLE_MARKERS = (
-    ("forward", "Corrected Sticker:"),
-    ("inverse", "Reconstruct the problem's Sticker"),
-    ("sticker", "You turn a math problem into a Sticker"),
-    ("predict_query_sticker", "Key facts of the problem:"),
-    ("predict_sticker", "Solve the problem described by these facts."),
-)
-
-
-def role_of(prompt: str) -> str:
-    for role, marker in _ROLE_MARKERS:
-        if marker in prompt:
-            return role
-    return "direct"
+from sift_graph.prompts import role_of_prompt
 
 
 class FaultServer:
@@ -65,7 +51,7 @@ class FaultServer:
     def roles(self) -> list[str]:
         """The role of every request received, in order of arrival."""
         with self._lock:
-            return [role_of(request["messages"][-1]["content"]) for request in self.requests]
+            return [role_of_prompt(request["messages"][-1]["content"]) for request in self.requests]
 
     def count(self, role: str) -> int:
         return self.roles().count(role)
@@ -112,7 +98,7 @@ class FaultServer:
 
             def _answer(self, body: dict[str, Any]) -> None:
                 prompt = body["messages"][-1]["content"]
-                role = role_of(prompt)
+                role = role_of_prompt(prompt)
                 action = server._next_action(role)
                 if "status" in action:
                     self._send_json(action["status"], {"error": {"message": f"injected {action['status']}", "type": "server_error"}})

@@ -50,15 +50,15 @@ def test_the_sleeping_server_drives_a_real_served_run(workload):
     assert result["consensus_round"] == (1 if workload == "agree" else None)
 
 
-def test_role_of_recognises_every_prompt():
+def test_role_of_prompt_recognises_every_prompt():
     from sift_graph import prompts
 
-    assert server.role_of(prompts.sticker_prompt("q")) == "sticker"
-    assert server.role_of(prompts.predict_sticker_prompt("s")) == "predict_sticker"
-    assert server.role_of(prompts.predict_query_sticker_prompt("q", "s")) == "predict_query_sticker"
-    assert server.role_of(prompts.forward_prompt("q", "s")) == "forward"
-    assert server.role_of(prompts.inverse_prompt("x")) == "inverse"
-    assert server.role_of(prompts.direct_prompt("q")) == "direct"
+    assert prompts.role_of_prompt(prompts.sticker_prompt("q")) == "sticker"
+    assert prompts.role_of_prompt(prompts.predict_sticker_prompt("s")) == "predict_sticker"
+    assert prompts.role_of_prompt(prompts.predict_query_sticker_prompt("q", "s")) == "predict_query_sticker"
+    assert prompts.role_of_prompt(prompts.forward_prompt("q", "s")) == "forward"
+    assert prompts.role_of_prompt(prompts.inverse_prompt("x")) == "inverse"
+    assert prompts.role_of_prompt(prompts.direct_prompt("q")) == "direct"
 
 
 def test_deep_size_counts_nested_results():
