@@ -132,10 +132,10 @@ def canned_graph(workload: str):
     """The SIFT graph's shape, state and routing with every node replaced by an async
     function returning the update the real node returned in a recorded run: what
     LangGraph itself costs for this run, with no model call and no SIFT node code."""
-    from langgraph.graph import END, START, StateGraph
+    from langgraph.graph import StateGraph
 
-    from sift_graph.graph import route_after_consensus
-    from sift_graph.nodes import STEPS, InlineStep
+    from sift_graph.graph import add_sift_edges
+    from sift_graph.nodes import STEPS
     from sift_graph.state import SiftInput, SiftOutput, SiftState
 
     recorded: dict[str, list[dict]] = {name: [] for name in [*STEPS, "check_consensus"]}
@@ -162,17 +162,7 @@ def canned_graph(workload: str):
     builder = StateGraph(SiftState, context_schema=SiftContext, input_schema=SiftInput, output_schema=SiftOutput)
     for name in recorded:
         builder.add_node(name, canned(name))
-    builder.add_edge(START, "generate_sticker")
-    for produces_sticker in ("generate_sticker", "forward_optimize"):
-        builder.add_edge(produces_sticker, "predict_sticker")
-        builder.add_edge(produces_sticker, "predict_query_sticker")
-    builder.add_edge(["predict_sticker", "predict_query_sticker"], "check_consensus")
-    builder.add_conditional_edges(
-        "check_consensus", InlineStep("route", route_after_consensus),
-        ["forward_optimize", "inverse_generate", "direct_answer", END],
-    )
-    builder.add_edge("inverse_generate", "forward_optimize")
-    builder.add_edge("direct_answer", END)
+    add_sift_edges(builder)
     return builder
 
 
