@@ -79,23 +79,35 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+def add_model_arguments(parser: argparse.ArgumentParser, *, resumable: bool = False) -> None:
+    """The model and decoding flags, shared by `sift solve` and `sift eval`.
+
+    With `resumable`, a flag not given is None rather than its default, so that a
+    resumed run keeps what it was started with (see `run_settings`)."""
+    defaults = dict.fromkeys(RUN_SETTINGS_DEFAULTS) if resumable else RUN_SETTINGS_DEFAULTS
+    parser.add_argument("--model", default=defaults["model"], help="model spec: 'default', 'hf:<folder|file.gguf|hub id>' or 'openai:<model>'")
+    parser.add_argument("--base-url", default=None, help="OpenAI-compatible server for an openai: spec (else $OPENAI_BASE_URL)")
+    parser.add_argument("--api-key", default=None, help="its API key (else $OPENAI_API_KEY; prefer the variable: flags show in ps)")
+    parser.add_argument("--timeout", type=float, default=defaults["timeout"], help="seconds one model request may take (default 120)")
+    parser.add_argument("--max-tokens", type=int, default=defaults["max_tokens"], help="new-token limit per model call (default 1024)")
+    parser.add_argument("--temperature", type=float, default=defaults["temperature"], help="sampling temperature (default 0: greedy)")
+    parser.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass (with temperature > 0)")
+    parser.add_argument("--forward-rounds", type=int, default=defaults["forward_rounds"], help="forward-optimization rounds (default 1)")
+    parser.add_argument("--inverse-rounds", type=int, default=defaults["inverse_rounds"], help="inverse-generation rounds (default 1)")
+    parser.add_argument(
+        "--comparator", choices=["math", "string"], default=defaults["comparator"],
+        help="answer equivalence, for consensus (and grading in eval) (default math)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="sift", description="SIFT: grounding LLM reasoning in the facts of the question.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     solve = commands.add_parser("solve", help="answer one question with SIFT, printing each stage")
     solve.add_argument("question", nargs="?", help="the question (or use --file)")
     solve.add_argument("--file", help="read the question from this file ('-' for stdin)")
-    solve.add_argument("--model", default=None, help="model spec: 'default', 'hf:<folder|file.gguf|hub id>' or 'openai:<model>'")
-    solve.add_argument("--base-url", default=None, help="OpenAI-compatible server for an openai: spec (else $OPENAI_BASE_URL)")
-    solve.add_argument("--api-key", default=None, help="its API key (else $OPENAI_API_KEY; prefer the variable: flags show in ps)")
-    solve.add_argument("--timeout", type=float, default=None, help="seconds one model request may take (default 120)")
     solve.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
-    solve.add_argument("--max-tokens", type=int, default=None, help="new-token limit per model call (default 1024)")
-    solve.add_argument("--temperature", type=float, default=None, help="sampling temperature (default 0: greedy)")
-    solve.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass (with temperature > 0)")
-    solve.add_argument("--forward-rounds", type=int, default=None, help="forward-optimization rounds (default 1)")
-    solve.add_argument("--inverse-rounds", type=int, default=None, help="inverse-generation rounds (default 1)")
-    solve.add_argument("--comparator", choices=["math", "string"], default=None, help="answer equivalence (default math)")
+    add_model_arguments(solve, resumable=True)
     solve.add_argument(
         "--checkpoints",
         default=None,
@@ -241,19 +253,13 @@ def _opened_checkpoints(setting: str):
 
     import psycopg
 
-    try:
-        opened = open_checkpointer(setting)
-        saver = opened.__enter__()
-    except (OSError, sqlite3.Error, psycopg.Error) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"cannot open checkpoints {describe_checkpoints(setting)!r}: {reason}") from exc
-    try:
+    with contextlib.ExitStack() as stack:
+        try:
+            saver = stack.enter_context(open_checkpointer(setting))
+        except (OSError, sqlite3.Error, psycopg.Error) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UsageError(f"cannot open checkpoints {describe_checkpoints(setting)!r}: {reason}") from exc
         yield saver
-    except BaseException:
-        if not opened.__exit__(*sys.exc_info()):
-            raise
-    else:
-        opened.__exit__(None, None, None)
 
 
 def resume_hint(thread_id: str, setting: str, args: argparse.Namespace) -> str:
@@ -266,29 +272,28 @@ def solve(args: argparse.Namespace, out: TextIO, progress: TextIO) -> int:
 
     _quiet_transformers()
     setting = _checkpoint_setting(args)
+    pending: tuple[str, ...] = ()
     if args.resume is not None:
         if args.question is not None or args.file is not None:
             raise UsageError("--resume continues a stored run: give no question with it")
         question, thread_id = "", args.resume
     else:
         question, thread_id = read_question(args), str(uuid.uuid4())
-        context_from_settings(run_settings(args), args.api_key)  # bad settings: no run at all
+        settings = run_settings(args)
+        context = context_from_settings(settings, args.api_key)  # bad settings: no run at all
     print(f"thread: {thread_id}", file=progress, flush=True)
 
     with _opened_checkpoints(setting) as saver:
         graph = build_sift_graph().compile(checkpointer=saver)
         config: dict[str, Any] = {"configurable": {"thread_id": thread_id}}
-        stored: dict[str, Any] = {}
-        pending: tuple[str, ...] = ()
         if args.resume is not None:
             snapshot = graph.get_state(config)
             if snapshot.metadata is None:
                 raise UsageError(f"no run with thread {thread_id!r} in {describe_checkpoints(setting)}")
-            stored = json.loads(snapshot.metadata.get(SETTINGS_METADATA_KEY) or "{}")
+            settings = run_settings(args, json.loads(snapshot.metadata.get(SETTINGS_METADATA_KEY) or "{}"))
+            context = context_from_settings(settings, args.api_key)
             question, pending = snapshot.values.get("question", ""), tuple(snapshot.next)
-        settings = run_settings(args, stored)
         config["metadata"] = {SETTINGS_METADATA_KEY: json.dumps(settings)}
-        context = context_from_settings(settings, args.api_key)
 
         started = time.monotonic()
         if args.resume is not None and not pending:

@@ -17,26 +17,18 @@ import sys
 import time
 from typing import Any, TextIO
 
-from sift_graph.cli import ModelFault, UsageError, _quiet_transformers, context_from_args, load_model_quietly
+from sift_graph.cli import (
+    ModelFault,
+    UsageError,
+    _quiet_transformers,
+    add_model_arguments,
+    context_from_args,
+    load_model_quietly,
+)
 from sift_graph.evaluation.datasets import DatasetError, dataset_names, load_dataset
 from sift_graph.evaluation.results import EvalConfig, ResultSet, ResultStore, prompts_version, read_records, record_key
-from sift_graph.models import DEFAULT_MODEL_SPEC
 
 DEFAULT_OUT = "sift-eval"
-
-
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """The model and decoding flags, with `sift solve`'s names, defaults and meaning."""
-    parser.add_argument("--model", default=DEFAULT_MODEL_SPEC, help="model spec: 'default', 'hf:<folder|file.gguf|hub id>' or 'openai:<model>'")
-    parser.add_argument("--base-url", default=None, help="OpenAI-compatible server for an openai: spec (else $OPENAI_BASE_URL)")
-    parser.add_argument("--api-key", default=None, help="its API key (else $OPENAI_API_KEY; prefer the variable: flags show in ps)")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds one model request may take (default 120)")
-    parser.add_argument("--max-tokens", type=int, default=1024, help="new-token limit per model call (default 1024)")
-    parser.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default 0: greedy)")
-    parser.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass (with temperature > 0)")
-    parser.add_argument("--forward-rounds", type=int, default=1, help="forward-optimization rounds (default 1)")
-    parser.add_argument("--inverse-rounds", type=int, default=1, help="inverse-generation rounds (default 1)")
-    parser.add_argument("--comparator", choices=["math", "string"], default="math", help="answer equivalence, for consensus and grading (default math)")
 
 
 def add_eval_commands(commands: Any) -> None:
