@@ -152,11 +152,10 @@ class ScriptedChatModel(BaseChatModel):
         )
         return ChatResult(generations=[ChatGeneration(message=message)])
 
-    def _begin(self, messages: list[BaseMessage], run_manager: Any) -> tuple[str, str, dict[str, Any], float]:
-        role = self._role(run_manager)
+    def _begin(self, role: str, messages: list[BaseMessage]) -> tuple[str, dict[str, Any], float]:
         reply = self._start(role)
         self._log("start", role, reply["call"])
-        return role, str(messages[-1].content), reply, time.monotonic()
+        return str(messages[-1].content), reply, time.monotonic()
 
     def _finish(self, role: str, prompt: str, kwargs: dict[str, Any], started: float, call: int) -> None:
         with self._lock:
@@ -183,10 +182,11 @@ class ScriptedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        if (fault := self._fault(self._role(run_manager))) is not None:
+        role = self._role(run_manager)
+        if (fault := self._fault(role)) is not None:
             time.sleep(self.fault_latency)
             raise fault
-        role, prompt, reply, started = self._begin(messages, run_manager)
+        prompt, reply, started = self._begin(role, messages)
         try:
             if self.before_reply is not None:
                 self.before_reply(role)
@@ -205,10 +205,11 @@ class ScriptedChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        if (fault := self._fault(self._role(run_manager))) is not None:
+        role = self._role(run_manager)
+        if (fault := self._fault(role)) is not None:
             await asyncio.sleep(self.fault_latency)
             raise fault
-        role, prompt, reply, started = self._begin(messages, run_manager)
+        prompt, reply, started = self._begin(role, messages)
         try:
             while self._held(role, reply):
                 await asyncio.sleep(1.0)
