@@ -83,11 +83,18 @@ def describe_checkpoints(setting: str) -> str:
 _SQLITE_SYNCHRONOUS = "PRAGMA synchronous=NORMAL"
 
 
-def _sqlite_path(setting: str) -> str:
+def sqlite_file(setting: str) -> str:
+    """The file a SQLite setting names (`:memory:` as is), without touching the disk."""
     path = setting[len(_SQLITE_PREFIX) :] if setting.startswith(_SQLITE_PREFIX) else setting
+    return path if path == ":memory:" else str(Path(path).expanduser())
+
+
+def _sqlite_path(setting: str) -> str:
+    """`sqlite_file`, its folder created for a first run."""
+    path = sqlite_file(setting)
     if path != ":memory:":
-        Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    return str(Path(path).expanduser()) if path != ":memory:" else path
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 # The PostgreSQL analogue of SQLite's synchronous=NORMAL, for the saver's own sessions

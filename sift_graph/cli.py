@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import sys
 import time
 import uuid
@@ -29,6 +30,7 @@ from sift_graph.checkpoints import (
     default_checkpoints,
     describe_checkpoints,
     open_checkpointer,
+    sqlite_file,
 )
 from sift_graph.context import SiftContext
 from sift_graph.faults import describe_fault, is_transient_fault
@@ -277,6 +279,9 @@ def solve(args: argparse.Namespace, out: TextIO, progress: TextIO) -> int:
         if args.question is not None or args.file is not None:
             raise UsageError("--resume continues a stored run: give no question with it")
         question, thread_id = "", args.resume
+        if checkpoint_kind(setting) == "sqlite" and not os.path.exists(sqlite_file(setting)):
+            # Opening would create an empty store: resuming must not leave files behind.
+            raise UsageError(f"no run with thread {thread_id!r} in {sqlite_file(setting)}: no such file")
     else:
         question, thread_id = read_question(args), str(uuid.uuid4())
         settings = run_settings(args)

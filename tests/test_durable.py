@@ -197,6 +197,13 @@ def test_cli_resume_errors_exit_2_with_one_line(cli_runs, argv, message, capsys)
     assert len([line for line in err if line.startswith("sift: error")]) == 1
 
 
+def test_cli_resume_from_a_missing_file_leaves_no_file_behind(cli_runs, tmp_path, capsys):
+    missing = tmp_path / "nowhere" / "runs.sqlite"
+    assert cli.main(["solve", "--resume", "t-1", "--checkpoints", str(missing)]) == cli.EXIT_USAGE
+    assert capsys.readouterr().err.strip() == f"sift: error: no run with thread 't-1' in {missing}: no such file"
+    assert not missing.parent.exists()
+
+
 def test_cli_unreachable_database_exits_2(cli_runs, capsys):
     # A closed loopback port: the connection is refused at once.
     assert cli.main(["solve", "q", "--checkpoints", "postgresql://u:secret@127.0.0.1:9/sift"]) == cli.EXIT_USAGE
