@@ -18,7 +18,8 @@ from conftest import QUESTION, STICKER, boxed, script_for
 from fault_server import FaultServer
 from sift_graph import SiftContext, build_sift_graph
 from sift_graph.faults import is_transient_fault
-from sift_graph.models import OpenAICompatibleChatModel, resolve_model
+from sift_graph.prompts import sticker_prompt
+from sift_graph.models import OpenAICompatibleChatModel, chat_completion_request, resolve_model
 
 FAST_RETRY = RetryPolicy(max_attempts=4, initial_interval=0.01, backoff_factor=1.0, jitter=False, retry_on=is_transient_fault)
 SECRET = "sk-test-7f3a9c1e5b2d4f6a8c0e"
@@ -168,6 +169,65 @@ async def test_a_batch_runs_with_bounded_requests_in_flight(server):
     )
     assert [r["consensus_round"] for r in results] == [1] * 6
     assert 2 < server.max_in_flight <= 6  # several questions at once, never more than 3 x 2
+
+
+def lean_and_stock_models(server):
+    from langchain_openai import ChatOpenAI
+
+    settings = dict(
+        model="test-model", base_url=server.base_url, api_key="no-key", max_retries=0, max_tokens=32,
+        temperature=0.2, extra_body={"top_k": 5}, default_headers={"x-team": "sift"},
+    )
+    # (the same token-limit name as the stock client, to compare whole bodies)
+    return OpenAICompatibleChatModel(**settings, token_limit_param="max_completion_tokens"), ChatOpenAI(**settings)
+
+
+def assert_same_request_and_reply(server, replies) -> None:
+    lean_body, stock_body = server.requests
+    assert lean_body == stock_body and lean_body["top_k"] == 5 and lean_body["stop"] == ["###"]
+    assert server.headers[0]["x-team"] == server.headers[1]["x-team"] == "sift"
+    lean, stock = replies
+    assert lean.content == stock.content and lean.usage_metadata == stock.usage_metadata
+    assert lean.response_metadata["finish_reason"] == stock.response_metadata["finish_reason"]
+
+
+# SIFT's client posts plain chat completions through the SDK's raw `post`; the body,
+# extra body fields and extra headers must be exactly what ChatOpenAI would send.
+def test_the_lean_request_path_sends_what_the_stock_client_sends(server):
+    from langchain_core.messages import HumanMessage
+
+    messages = [HumanMessage(sticker_prompt(QUESTION))]
+    replies = [model.invoke(messages, stop=["###"]) for model in lean_and_stock_models(server)]
+    assert_same_request_and_reply(server, replies)
+
+
+async def test_the_lean_request_path_sends_what_the_stock_client_sends_async(server):
+    from langchain_core.messages import HumanMessage
+
+    messages = [HumanMessage(sticker_prompt(QUESTION))]
+    replies = [await model.ainvoke(messages, stop=["###"]) for model in lean_and_stock_models(server)]
+    assert_same_request_and_reply(server, replies)
+
+
+def test_chat_completion_request_splits_body_and_call_options():
+    body, options = chat_completion_request(
+        {"model": "m", "messages": [], "extra_body": {"top_k": 5, "model": "served-name"},
+         "extra_headers": {"x-a": "1"}, "extra_query": {"q": "1"}, "timeout": 3.0}
+    )
+    # extra_body is merged last, as the SDK merges it into the JSON it sends
+    assert body == {"model": "served-name", "messages": [], "top_k": 5}
+    assert options == {"headers": {"x-a": "1"}, "params": {"q": "1"}, "timeout": 3.0}
+    assert chat_completion_request({"model": "m", "extra_body": None}) == ({"model": "m"}, {})
+
+
+def test_lean_path_errors_map_like_the_stock_client(server):
+    from langchain_core.messages import HumanMessage
+
+    server.plan["sticker"] = [{"status": 401}]
+    model = OpenAICompatibleChatModel(model="test-model", base_url=server.base_url, api_key="no-key", max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as raised:
+        model.invoke([HumanMessage(sticker_prompt(QUESTION))])
+    assert type(raised.value).__module__.startswith("langchain")  # LangChain's mapped error type
 
 
 def test_the_api_key_reaches_the_server_and_nothing_else(server, tmp_path):
