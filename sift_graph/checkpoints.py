@@ -18,12 +18,22 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterator
+import sqlite3
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import Any
 
-from langgraph.checkpoint.base import BaseCheckpointSaver
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+)
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.sqlite import SqliteSaver
 
 #: Where the CLI keeps its runs unless told otherwise (``--checkpoints`` or this variable).
 DEFAULT_CHECKPOINTS = os.path.join(".sift", "checkpoints.sqlite")
@@ -97,6 +107,68 @@ def _sqlite_path(setting: str) -> str:
     return path
 
 
+class SqliteFileSaver(SqliteSaver):
+    """LangGraph's `SqliteSaver` (same tables, same file format) that also serves
+    `ainvoke`: its async methods run the sync ones in place.
+
+    LangGraph's `AsyncSqliteSaver` sends every statement, fetch and commit through
+    aiosqlite's worker thread, each a round trip between threads: about ten per model
+    call under durability="sync", over 1 ms in all, more than SQLite's own work. A
+    write here is a few hundred microseconds of local I/O (WAL mode, no fsync on
+    commit), done on the event loop like the serialization around it. One connection
+    serves both faces; the saver's lock keeps them apart.
+    """
+
+    @classmethod
+    @contextmanager
+    def open(cls, path: str) -> Iterator[SqliteFileSaver]:  # type: ignore[override]
+        """The saver on `path`, tables created and commits set to skip the fsync."""
+        # autocommit off (Python's default): the saver commits each write itself
+        connection = sqlite3.connect(path, check_same_thread=False)
+        try:
+            saver = cls(connection)
+            saver.setup()
+            connection.execute(_SQLITE_SYNCHRONOUS)
+            yield saver
+        finally:
+            connection.close()
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return self.get_tuple(config)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,  # noqa: A002 - LangGraph's parameter name
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        # Read them all before yielding: the sync generator holds the saver's lock
+        # while it iterates, and a caller writing between two items would wait on it.
+        for item in list(self.list(config, filter=filter, before=before, limit=limit)):
+            yield item
+
+    async def aput(
+        self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return self.put(config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(
+        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
+    ) -> None:
+        self.put_writes(config, writes, task_id, task_path)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        self.delete_thread(thread_id)
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, Any]:
+        return self.get_delta_channel_history(config=config, channels=channels)
+
+
 # The PostgreSQL analogue of SQLite's synchronous=NORMAL, for the saver's own sessions
 # only: the server acknowledges a commit before its WAL reaches the disk, so a step's
 # checkpoint costs no fsync wait (a durability='sync' run writes two per step). A killed
@@ -140,11 +212,7 @@ def open_checkpointer(setting: str) -> Iterator[BaseCheckpointSaver]:
     if kind == "memory":
         yield InMemorySaver()
     elif kind == "sqlite":
-        from langgraph.checkpoint.sqlite import SqliteSaver
-
-        with SqliteSaver.from_conn_string(_sqlite_path(setting)) as saver:
-            saver.setup()
-            saver.conn.execute(_SQLITE_SYNCHRONOUS)
+        with SqliteFileSaver.open(_sqlite_path(setting)) as saver:
             yield saver
     else:
         from langgraph.checkpoint.postgres import PostgresSaver
@@ -168,11 +236,7 @@ async def aopen_checkpointer(setting: str) -> AsyncIterator[BaseCheckpointSaver]
     if kind == "memory":
         yield InMemorySaver()
     elif kind == "sqlite":
-        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-
-        async with AsyncSqliteSaver.from_conn_string(_sqlite_path(setting)) as saver:
-            await saver.setup()
-            await saver.conn.execute(_SQLITE_SYNCHRONOUS)
+        with SqliteFileSaver.open(_sqlite_path(setting)) as saver:
             yield saver
     else:
         from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver

@@ -82,6 +82,29 @@ async def test_a_broken_async_run_resumes_and_repeats_no_finished_call(checkpoin
     assert model.call_counts() == clean_model.call_counts()
 
 
+async def test_one_sqlite_file_serves_async_and_sync_runs(tmp_path):
+    """The SQLite store's async face (used by `ainvoke`) and its sync face write the same
+    file the same way: a run broken under ainvoke resumes under invoke, and its history
+    reads the same both ways."""
+    setting = str(tmp_path / "runs.sqlite")
+    clean_model = ScriptedChatModel(script=EVERY_STAGE)
+    clean = build_sift_graph().compile().invoke({"question": QUESTION}, context=SiftContext(model=clean_model))
+    model = broken_model("inverse")
+    config, context = new_thread(), SiftContext(model=model)
+    async with aopen_checkpointer(setting) as saver:
+        graph = build_sift_graph(retry_policy=NO_RETRY).compile(checkpointer=saver)
+        with pytest.raises(ConnectionError):
+            await graph.ainvoke({"question": QUESTION}, config, context=context, durability=RUN_DURABILITY)
+        async_history = [state.config async for state in graph.aget_state_history(config)]
+        assert (await graph.aget_state(config)).next == ("inverse_generate",)
+    with open_checkpointer(setting) as saver:
+        graph = build_sift_graph(retry_policy=NO_RETRY).compile(checkpointer=saver)
+        assert [state.config for state in graph.get_state_history(config)] == async_history
+        resumed = graph.invoke(None, config, context=context, durability=RUN_DURABILITY)
+    assert resumed == clean
+    assert model.call_counts() == clean_model.call_counts()  # no finished call made twice
+
+
 def test_replaying_from_a_past_checkpoint_gives_the_same_answer(checkpoints):
     """Nodes are idempotent: re-running from a past step reproduces the run's outcome."""
     with open_checkpointer(checkpoints) as saver:
