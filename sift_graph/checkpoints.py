@@ -8,10 +8,10 @@ A setting is one of:
 - anything else: a SQLite file path (``sqlite:///`` prefix optional), created with its
   folder on first use. The CLI's default is :data:`DEFAULT_CHECKPOINTS`.
 
-Both a sync and an async form are given because LangGraph's savers for files and databases
-come in one flavour each: ``graph.invoke`` needs the sync saver and ``graph.ainvoke``
-the async one. The tables are created (``setup()``) on open, so a fresh file or an
-empty database just works.
+Both a sync and an async opener are given because LangGraph's PostgreSQL saver comes in
+one flavour each: ``graph.invoke`` needs the sync saver and ``graph.ainvoke`` the async
+one. The in-memory saver and :class:`SqliteFileSaver` serve both. The tables are created
+(``setup()``) on open, so a fresh file or an empty database just works.
 """
 
 from __future__ import annotations
@@ -206,13 +206,22 @@ def _setup_postgres(setting: str) -> None:
 
 
 @contextmanager
+def _open_local_saver(kind: str, setting: str) -> Iterator[BaseCheckpointSaver]:
+    """The in-memory or SQLite saver: each serves `invoke` and `ainvoke` alike, so both
+    openers share it (only PostgreSQL has a sync and an async saver)."""
+    if kind == "memory":
+        yield InMemorySaver()
+    else:
+        with SqliteFileSaver.open(_sqlite_path(setting)) as saver:
+            yield saver
+
+
+@contextmanager
 def open_checkpointer(setting: str) -> Iterator[BaseCheckpointSaver]:
     """A ready saver for ``graph.invoke``/``graph.stream``; closed on exit."""
     kind = checkpoint_kind(setting)
-    if kind == "memory":
-        yield InMemorySaver()
-    elif kind == "sqlite":
-        with SqliteFileSaver.open(_sqlite_path(setting)) as saver:
+    if kind != "postgres":
+        with _open_local_saver(kind, setting) as saver:
             yield saver
     else:
         from langgraph.checkpoint.postgres import PostgresSaver
@@ -233,10 +242,8 @@ def open_checkpointer(setting: str) -> Iterator[BaseCheckpointSaver]:
 async def aopen_checkpointer(setting: str) -> AsyncIterator[BaseCheckpointSaver]:
     """A ready saver for ``graph.ainvoke``/``graph.astream``; closed on exit."""
     kind = checkpoint_kind(setting)
-    if kind == "memory":
-        yield InMemorySaver()
-    elif kind == "sqlite":
-        with SqliteFileSaver.open(_sqlite_path(setting)) as saver:
+    if kind != "postgres":
+        with _open_local_saver(kind, setting) as saver:
             yield saver
     else:
         from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver

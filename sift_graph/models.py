@@ -212,8 +212,9 @@ class OpenAICompatibleChatModel(ChatOpenAI):
     # by every concurrent call. Together about 1.3 ms of CPU per call, and the pool caps a
     # batch's concurrency. The SDK's documented raw `post` sends the same JSON body and
     # returns the JSON reply as a dict, through the same HTTP client, timeouts, errors
-    # and error mapping. Anything else (structured output, the Responses API, response
-    # headers, streaming) goes the stock way.
+    # and error mapping (it has no response headers, so LangSmith gateway metadata read
+    # from them is not kept). Anything else (structured output, the Responses API,
+    # response headers, streaming) goes the stock way.
     def _takes_lean_path(self, payload: dict) -> bool:
         return not (
             payload.get("stream")

@@ -18,8 +18,8 @@ from conftest import QUESTION, STICKER, boxed, script_for
 from fault_server import FaultServer
 from sift_graph import SiftContext, build_sift_graph
 from sift_graph.faults import is_transient_fault
-from sift_graph.prompts import sticker_prompt
 from sift_graph.models import OpenAICompatibleChatModel, chat_completion_request, resolve_model
+from sift_graph.prompts import sticker_prompt
 
 FAST_RETRY = RetryPolicy(max_attempts=4, initial_interval=0.01, backoff_factor=1.0, jitter=False, retry_on=is_transient_fault)
 SECRET = "sk-test-7f3a9c1e5b2d4f6a8c0e"
