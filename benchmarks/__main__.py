@@ -12,7 +12,6 @@ import platform
 import sys
 import time
 import warnings
-from dataclasses import asdict
 from typing import Any
 
 Row = dict[str, Any]
@@ -30,25 +29,37 @@ def _machine() -> str:
 
 
 def _row(section: str, name: str, value: str, target: str, ok: bool | None) -> Row:
-    return {"section": section, "name": name, "value": value, "target": target,
-            "status": "-" if ok is None else ("ok" if ok else "MISSED")}
+    return {
+        "section": section,
+        "name": name,
+        "value": value,
+        "target": target,
+        "status": "-" if ok is None else ("ok" if ok else "MISSED"),
+    }
 
 
 def overhead_rows(args: argparse.Namespace) -> list[Row]:
     from benchmarks import overhead
 
     results = overhead.run(
-        paths=("sync", "async"), kinds=("none", "memory", "sqlite", "postgres"), postgres_url=args.postgres,
-        batch=args.batch, repeats=args.repeats,
+        paths=("sync", "async"),
+        kinds=("none", "memory", "sqlite", "postgres"),
+        postgres_url=args.postgres,
+        batch=args.batch,
+        repeats=args.repeats,
     )
     rows = []
     for r in results:
-        name = f"{r.path} path, {r.checkpointer}" + ("" if r.checkpointer == "none" else f" (durability={overhead.DURABILITY})")
+        name = f"{r.path} path, {r.checkpointer}" + (
+            "" if r.checkpointer == "none" else f" (durability={overhead.DURABILITY})"
+        )
         if r.skipped:
             rows.append(_row("1 overhead", name, f"skipped: {r.skipped}", f"<= {r.target_ms} ms/call", None))
             continue
-        value = (f"{r.extra_ms_per_call:+.2f} ms/call (cpu {r.extra_cpu_ms_per_call:+.2f}; "
-                 f"question {r.graph_ms:.1f} vs plain {r.plain_ms:.1f} ms)")
+        value = (
+            f"{r.extra_ms_per_call:+.2f} ms/call (cpu {r.extra_cpu_ms_per_call:+.2f}; "
+            f"question {r.graph_ms:.1f} vs plain {r.plain_ms:.1f} ms)"
+        )
         target = "-" if r.target_ms is None else f"<= {r.target_ms} ms/call"
         ok = None if r.target_ms is None else r.extra_ms_per_call <= r.target_ms
         rows.append(_row("1 overhead", name, value, target, ok))
@@ -56,8 +67,15 @@ def overhead_rows(args: argparse.Namespace) -> list[Row]:
     for memory in (False, True):
         floor = asyncio.run(overhead.measure_floor(batch=args.batch, repeats=args.repeats, memory=memory))
         where = f"memory (durability={overhead.DURABILITY})" if memory else "none"
-        rows.append(_row("1 overhead", f"async path, {where}: LangGraph floor (canned nodes, no model)",
-                         f"{floor:.2f} ms/call", "-", None))
+        rows.append(
+            _row(
+                "1 overhead",
+                f"async path, {where}: LangGraph floor (canned nodes, no model)",
+                f"{floor:.2f} ms/call",
+                "-",
+                None,
+            )
+        )
     return rows
 
 
@@ -66,24 +84,38 @@ def serving_rows(args: argparse.Namespace) -> list[Row]:
 
     rows = []
     for r in serving.run_latency(args.latency_ms / 1000, args.latency_repeats):
-        rows.append(_row(
-            "2 latency", f"{r.workload}: wall vs critical path (L={r.latency_ms:.0f} ms)",
-            f"{r.wall_ms:.0f} ms vs {r.critical_ms:.0f} ms = {r.vs_critical:.3f}x",
-            f"<= {serving.LATENCY_TARGET:.2f}x", r.vs_critical <= serving.LATENCY_TARGET,
-        ))
+        rows.append(
+            _row(
+                "2 latency",
+                f"{r.workload}: wall vs critical path (L={r.latency_ms:.0f} ms)",
+                f"{r.wall_ms:.0f} ms vs {r.critical_ms:.0f} ms = {r.vs_critical:.3f}x",
+                f"<= {serving.LATENCY_TARGET:.2f}x",
+                r.vs_critical <= serving.LATENCY_TARGET,
+            )
+        )
         is_gated = r.workload == "agree"  # the cascade's best possible speedup is 11/8
-        rows.append(_row(
-            "2 latency", f"{r.workload}: speedup over sequential ({r.sequential_ms:.0f} ms)",
-            f"{r.speedup:.2f}x (best possible {r.sequential_ms / r.critical_ms:.2f}x)",
-            f">= {serving.SPEEDUP_TARGET}x" if is_gated else "-",
-            r.speedup >= serving.SPEEDUP_TARGET if is_gated else None,
-        ))
+        rows.append(
+            _row(
+                "2 latency",
+                f"{r.workload}: speedup over sequential ({r.sequential_ms:.0f} ms)",
+                f"{r.speedup:.2f}x (best possible {r.sequential_ms / r.critical_ms:.2f}x)",
+                f">= {serving.SPEEDUP_TARGET}x" if is_gated else "-",
+                r.speedup >= serving.SPEEDUP_TARGET if is_gated else None,
+            )
+        )
     # The server must not be the bottleneck: alone, with the most requests the throughput
     # runs keep in flight (two predictions per question at the highest C).
     clients = 2 * max(args.concurrency)
     server = serving.run_server_alone(args.throughput_latency_ms / 1000, clients, 2)
-    rows.append(_row("3 throughput", f"server alone, {clients} clients x 2 requests",
-                     f"{server:.3f}x ideal", "<= 1.10x (else the rows below are invalid)", server <= 1.10))
+    rows.append(
+        _row(
+            "3 throughput",
+            f"server alone, {clients} clients x 2 requests",
+            f"{server:.3f}x ideal",
+            "<= 1.10x (else the rows below are invalid)",
+            server <= 1.10,
+        )
+    )
     gate = 64 if 64 in args.concurrency else max(args.concurrency)
     cpu = time.process_time()
     results = serving.run_throughput(
@@ -94,18 +126,33 @@ def serving_rows(args: argparse.Namespace) -> list[Row]:
     questions = sum(r.questions for r in results) + plain.questions
     for r in results:
         gated = r.concurrency <= 64
-        rows.append(_row(
-            "3 throughput", f"C={r.concurrency:<3} N={r.questions:<4} (L={args.throughput_latency_ms:.0f} ms)",
-            f"{r.wall_s:.2f} s vs ideal {r.ideal_s:.2f} s = {r.vs_ideal:.3f}x",
-            f"<= {serving.THROUGHPUT_TARGET:.2f}x" if gated else "-",
-            r.vs_ideal <= serving.THROUGHPUT_TARGET if gated else None,
-        ))
-    rows.append(_row(
-        "3 throughput", f"C={plain.concurrency:<3} N={plain.questions:<4} plain cascade, no graph (same client)",
-        f"{plain.wall_s:.2f} s vs ideal {plain.ideal_s:.2f} s = {plain.vs_ideal:.3f}x", "-", None,
-    ))
-    rows.append(_row("3 throughput", "client CPU per question (graph or plain + OpenAI client)",
-                     f"{cpu / questions * 1000:.1f} ms", "-", None))
+        rows.append(
+            _row(
+                "3 throughput",
+                f"C={r.concurrency:<3} N={r.questions:<4} (L={args.throughput_latency_ms:.0f} ms)",
+                f"{r.wall_s:.2f} s vs ideal {r.ideal_s:.2f} s = {r.vs_ideal:.3f}x",
+                f"<= {serving.THROUGHPUT_TARGET:.2f}x" if gated else "-",
+                r.vs_ideal <= serving.THROUGHPUT_TARGET if gated else None,
+            )
+        )
+    rows.append(
+        _row(
+            "3 throughput",
+            f"C={plain.concurrency:<3} N={plain.questions:<4} plain cascade, no graph (same client)",
+            f"{plain.wall_s:.2f} s vs ideal {plain.ideal_s:.2f} s = {plain.vs_ideal:.3f}x",
+            "-",
+            None,
+        )
+    )
+    rows.append(
+        _row(
+            "3 throughput",
+            "client CPU per question (graph or plain + OpenAI client)",
+            f"{cpu / questions * 1000:.1f} ms",
+            "-",
+            None,
+        )
+    )
     return rows
 
 
@@ -114,12 +161,21 @@ def memory_rows(args: argparse.Namespace) -> list[Row]:
 
     r = memory.run(args.questions)
     return [
-        _row("4 memory", f"RSS over {r.questions} questions (16 at a time, results kept)",
-             f"RSS start {r.rss_start_mb:.0f} MB, after warm-up {r.rss_warm_mb:.0f} MB, end {r.rss_end_mb:.0f} MB; "
-             f"peak {r.peak_rss_warm_mb:.0f} MB after warm-up, {r.peak_rss_mb:.0f} MB at the end", "-", None),
-        _row("4 memory", "growth per question after warm-up",
-             f"{r.growth_per_question_kb:.1f} KB (results kept: {r.result_per_question_kb:.1f} KB each)",
-             f"<= results + {memory.GROWTH_SLACK_BYTES // 1024} KB", r.ok),
+        _row(
+            "4 memory",
+            f"RSS over {r.questions} questions (16 at a time, results kept)",
+            f"RSS start {r.rss_start_mb:.0f} MB, after warm-up {r.rss_warm_mb:.0f} MB, end {r.rss_end_mb:.0f} MB; "
+            f"peak {r.peak_rss_warm_mb:.0f} MB after warm-up, {r.peak_rss_mb:.0f} MB at the end",
+            "-",
+            None,
+        ),
+        _row(
+            "4 memory",
+            "growth per question after warm-up",
+            f"{r.growth_per_question_kb:.1f} KB (results kept: {r.result_per_question_kb:.1f} KB each)",
+            f"<= results + {memory.GROWTH_SLACK_BYTES // 1024} KB",
+            r.ok,
+        ),
     ]
 
 
@@ -128,11 +184,21 @@ def real_model_rows(args: argparse.Namespace) -> list[Row]:
 
     r = real_model.run(args.max_tokens, args.real_questions)
     return [
-        _row("5 real model", f"SmolLM2-135M, max_tokens={r.max_tokens}, {r.questions} question(s)",
-             f"wall {r.wall_per_question_s:.1f} s/question, {r.calls_per_question:.0f} calls, "
-             f"{r.output_tokens_per_s:.1f} output tokens/s, load {r.load_s:.1f} s", "-", None),
-        _row("5 real model", "share of wall inside model calls", f"{r.model_share * 100:.1f}%",
-             f">= {real_model.MODEL_SHARE_TARGET * 100:.0f}%", r.model_share >= real_model.MODEL_SHARE_TARGET),
+        _row(
+            "5 real model",
+            f"SmolLM2-135M, max_tokens={r.max_tokens}, {r.questions} question(s)",
+            f"wall {r.wall_per_question_s:.1f} s/question, {r.calls_per_question:.0f} calls, "
+            f"{r.output_tokens_per_s:.1f} output tokens/s, load {r.load_s:.1f} s",
+            "-",
+            None,
+        ),
+        _row(
+            "5 real model",
+            "share of wall inside model calls",
+            f"{r.model_share * 100:.1f}%",
+            f">= {real_model.MODEL_SHARE_TARGET * 100:.0f}%",
+            r.model_share >= real_model.MODEL_SHARE_TARGET,
+        ),
     ]
 
 
@@ -140,20 +206,33 @@ SECTIONS = {"overhead": overhead_rows, "serving": serving_rows, "memory": memory
 
 
 def print_table(rows: list[Row]) -> None:
-    widths = [max(len(row[key]) for row in rows + [{"section": "", "name": "", "value": "", "target": ""}])
-              for key in ("section", "name", "value", "target")]
+    widths = [
+        max(len(row[key]) for row in [*rows, {"section": "", "name": "", "value": "", "target": ""}])
+        for key in ("section", "name", "value", "target")
+    ]
     for row in rows:
-        print("  ".join(row[key].ljust(width) for key, width in zip(("section", "name", "value", "target"), widths))
-              + "  " + row["status"])
+        print(
+            "  ".join(
+                row[key].ljust(width) for key, width in zip(("section", "name", "value", "target"), widths, strict=True)
+            )
+            + "  "
+            + row["status"]
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--quick", action="store_true",
-                        help="small sizes for a sanity run (a minute); numbers are rougher, targets still apply")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes for a sanity run (a minute); numbers are rougher, targets still apply",
+    )
     parser.add_argument("--only", nargs="+", choices=sorted(SECTIONS), help="run only these sections")
-    parser.add_argument("--postgres", default=os.environ.get("SIFT_BENCH_POSTGRES_URL"),
-                        help="PostgreSQL URL for the overhead row (default $SIFT_BENCH_POSTGRES_URL; none: skipped)")
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("SIFT_BENCH_POSTGRES_URL"),
+        help="PostgreSQL URL for the overhead row (default $SIFT_BENCH_POSTGRES_URL; none: skipped)",
+    )
     parser.add_argument("--json", help="also write the rows and settings to this file")
     args = parser.parse_args(argv)
     quick = args.quick

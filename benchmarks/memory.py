@@ -19,7 +19,8 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from benchmarks.workloads import QUESTION, script
+from benchmarks.workloads import script
+from sift_graph.testing import QUESTION
 
 GROWTH_SLACK_BYTES = 4096  # per question, beyond the results kept (allocator granularity)
 
@@ -103,9 +104,21 @@ def run(questions: int = 1000, concurrency: int = 16) -> MemoryResult:
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     done = subprocess.run(
-        [sys.executable, "-W", "ignore", "-m", "benchmarks.memory", "--questions", str(questions),
-         "--concurrency", str(concurrency)],
-        capture_output=True, text=True, env=env, check=True,
+        [
+            sys.executable,
+            "-W",
+            "ignore",
+            "-m",
+            "benchmarks.memory",
+            "--questions",
+            str(questions),
+            "--concurrency",
+            str(concurrency),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
     )
     return MemoryResult(**json.loads(done.stdout.strip().splitlines()[-1]))
 

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.workloads import CALLS, QUESTION, aplain_sift, plain_sift, script
+from benchmarks.workloads import CALLS, aplain_sift, plain_sift, script
 from sift_graph import build_sift_graph
 from sift_graph.checkpoints import aopen_checkpointer, open_checkpointer
 from sift_graph.context import SiftContext
-from sift_graph.testing import ScriptedChatModel
+from sift_graph.testing import QUESTION, ScriptedChatModel
 
 # The mode the CLI runs under (sift_graph.checkpoints.RUN_DURABILITY on main): every
 # step's checkpoint is written before the next step starts, so a finished model call
@@ -115,8 +115,8 @@ def _result(
     path: str, kind: str, plain: list[tuple[float, float]], graph: list[tuple[float, float]], calls: int
 ) -> OverheadResult:
     # Pair each graph batch with the plain batch just before it, then take the median.
-    extra = statistics.median((g[0] - p[0]) / calls for p, g in zip(plain, graph))
-    extra_cpu = statistics.median((g[1] - p[1]) / calls for p, g in zip(plain, graph))
+    extra = statistics.median((g[0] - p[0]) / calls for p, g in zip(plain, graph, strict=True))
+    extra_cpu = statistics.median((g[1] - p[1]) / calls for p, g in zip(plain, graph, strict=True))
     return OverheadResult(
         path=path,
         checkpointer=kind,
@@ -133,10 +133,11 @@ def canned_graph(workload: str):
     function returning the update the real node returned in a recorded run: what
     LangGraph itself costs for this run, with no model call and no SIFT node code."""
     from langgraph.graph import StateGraph
+    from langgraph.types import Command
 
-    from sift_graph.graph import add_sift_edges
-    from sift_graph.nodes import STEPS
+    from sift_graph.graph import AFTER_CONSENSUS, add_sift_edges, next_step
     from sift_graph.state import SiftInput, SiftOutput, SiftState
+    from sift_graph.steps import STEPS
 
     recorded: dict[str, list[dict]] = {name: [] for name in [*STEPS, "check_consensus"]}
     graph = build_sift_graph().compile()
@@ -148,27 +149,28 @@ def canned_graph(workload: str):
                 recorded[node].append(update)
 
     def canned(name: str):
-        async def node(state: SiftState) -> dict:
+        async def node(state: SiftState) -> Any:
             updates = recorded[name]
             done = len(state.get("rounds") or [])
             # Rounds repeat the predictions and the check; forward runs twice (the second
             # time after an inverse round); the rest run once.
-            if name.startswith("predict") or name == "check_consensus":
+            if name.startswith("predict"):
                 return updates[min(done, len(updates) - 1)]
+            if name == "check_consensus":  # it routes itself, as the real node does
+                update = updates[min(done, len(updates) - 1)]
+                return Command(update=update, goto=next_step([*state.get("rounds", []), *update["rounds"]], 1, 1))
             return updates[min(done - 1, len(updates) - 1)] if name == "forward_optimize" else updates[0]
 
         return node
 
     builder = StateGraph(SiftState, context_schema=SiftContext, input_schema=SiftInput, output_schema=SiftOutput)
     for name in recorded:
-        builder.add_node(name, canned(name))
+        builder.add_node(name, canned(name), destinations=AFTER_CONSENSUS if name == "check_consensus" else ())
     add_sift_edges(builder)
     return builder
 
 
-async def measure_floor(
-    workload: str = "cascade", batch: int = 10, repeats: int = 7, memory: bool = False
-) -> float:
+async def measure_floor(workload: str = "cascade", batch: int = 10, repeats: int = 7, memory: bool = False) -> float:
     """Median ms per model call of the canned graph (async path; no checkpointer, or the
     in-memory one with durability='sync'): the part of the overhead that is LangGraph's
     own, before any SIFT code runs."""
@@ -182,8 +184,11 @@ async def measure_floor(
         return {"configurable": {"thread_id": uuid.uuid4().hex}} if memory else None
 
     result = await graph.ainvoke({"question": QUESTION}, config(), context=context, **options)
-    if len(result["rounds"]) != len(build_sift_graph().compile().invoke(
-        {"question": QUESTION}, context=SiftContext(model=_model(workload)))["rounds"]):
+    if len(result["rounds"]) != len(
+        build_sift_graph()
+        .compile()
+        .invoke({"question": QUESTION}, context=SiftContext(model=_model(workload)))["rounds"]
+    ):
         raise RuntimeError("the canned graph did not replay the recorded run")
     times = []
     for _ in range(repeats):
@@ -208,8 +213,13 @@ def postgres_available(url: str | None) -> str | None:
 
 
 def run(
-    *, paths: tuple[str, ...], kinds: tuple[str, ...], postgres_url: str | None, workload: str = "cascade",
-    batch: int = 20, repeats: int = 7,
+    *,
+    paths: tuple[str, ...],
+    kinds: tuple[str, ...],
+    postgres_url: str | None,
+    workload: str = "cascade",
+    batch: int = 20,
+    repeats: int = 7,
 ) -> list[OverheadResult]:
     results = []
     with tempfile.TemporaryDirectory(prefix="sift-bench-") as folder:

@@ -42,7 +42,7 @@ class CallTimer(BaseCallbackHandler):
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
         ended = time.perf_counter()
         tokens = sum(
-            (getattr(generation, "message", None) and generation.message.usage_metadata or {}).get("output_tokens", 0)
+            ((getattr(generation, "message", None) and generation.message.usage_metadata) or {}).get("output_tokens", 0)
             for generations in response.generations
             for generation in generations
         )

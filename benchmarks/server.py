@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -22,19 +23,19 @@ import sys
 import time
 from typing import Any
 
-from benchmarks.workloads import FORWARD, INVERSE, STICKER
 from sift_graph.prompts import role_of_prompt
+from sift_graph.testing import FORWARD_STICKER, INVERSE_STICKER, STICKER, boxed
 
 
 def replies(workload: str) -> dict[str, str]:
     disagree = workload == "cascade"
     return {
         "sticker": STICKER,
-        "forward": FORWARD,
-        "inverse": INVERSE,
-        "predict_sticker": "Adding the apples gives \\boxed{4}" if disagree else "Adding gives \\boxed{5}",
-        "predict_query_sticker": "Adding the apples gives \\boxed{5}",
-        "direct": "Adding the apples gives \\boxed{5}",
+        "forward": FORWARD_STICKER,
+        "inverse": INVERSE_STICKER,
+        "predict_sticker": boxed("4") if disagree else boxed("5"),
+        "predict_query_sticker": boxed("5"),
+        "direct": boxed("5"),
     }
 
 
@@ -59,17 +60,25 @@ async def serve(latency: float, workload: str, port: int = 0) -> None:
                     await asyncio.sleep(latency)
                     prompt_tokens, completion_tokens = len(prompt.split()), len(content.split())
                     payload = {
-                        "id": "chatcmpl-bench", "object": "chat.completion", "created": int(time.time()),
+                        "id": "chatcmpl-bench",
+                        "object": "chat.completion",
+                        "created": int(time.time()),
                         "model": body.get("model", "bench"),
-                        "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                                     "finish_reason": "stop"}],
-                        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                                  "total_tokens": prompt_tokens + completion_tokens},
+                        "choices": [
+                            {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+                        ],
+                        "usage": {
+                            "prompt_tokens": prompt_tokens,
+                            "completion_tokens": completion_tokens,
+                            "total_tokens": prompt_tokens + completion_tokens,
+                        },
                     }
                 data = json.dumps(payload).encode()
                 writer.write(
                     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
-                    + str(len(data)).encode() + b"\r\n\r\n" + data
+                    + str(len(data)).encode()
+                    + b"\r\n\r\n"
+                    + data
                 )
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -99,9 +108,18 @@ class SleepingServer:
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.server", "--latency-ms", str(self.latency * 1000),
-             "--workload", self.workload],
-            stdout=subprocess.PIPE, text=True, env=env,
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.server",
+                "--latency-ms",
+                str(self.latency * 1000),
+                "--workload",
+                self.workload,
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
         )
         line = self._process.stdout.readline()
         if not line.startswith("PORT "):
@@ -120,9 +138,13 @@ async def measure_server(base_url: str, concurrency: int, requests_per_client: i
     """Wall time of `concurrency` keep-alive clients each sending requests one after
     another, over the ideal (requests_per_client x latency): the server alone."""
     host, port = base_url.split("//")[1].split("/")[0].split(":")
-    body = json.dumps({"model": "bench", "messages": [{"role": "user", "content": "Key facts of the problem: x"}]}).encode()
-    request = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-               b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    body = json.dumps(
+        {"model": "bench", "messages": [{"role": "user", "content": "Key facts of the problem: x"}]}
+    ).encode()
+    request = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
 
     async def client() -> None:
         reader, writer = await asyncio.open_connection(host, int(port))
@@ -144,10 +166,8 @@ def main() -> None:
     parser.add_argument("--workload", choices=("agree", "cascade"), default="agree")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(args.latency_ms / 1000, args.workload, args.port))
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

@@ -15,12 +15,14 @@ import asyncio
 import statistics
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from benchmarks.server import SleepingServer, measure_server
-from benchmarks.workloads import CALLS, CRITICAL_CALLS, QUESTION, aplain_sift
+from benchmarks.workloads import CALLS, CRITICAL_CALLS, aplain_sift
 from sift_graph import build_sift_graph
 from sift_graph.context import SiftContext
 from sift_graph.models import resolve_model
+from sift_graph.testing import QUESTION
 
 LATENCY_TARGET = 1.10  # wall / critical path
 SPEEDUP_TARGET = 1.3  # sequential / wall
@@ -114,13 +116,13 @@ async def _throughput(
             for number in range(questions):
                 queue.put_nowait(number)
 
-            async def worker() -> None:
+            async def worker(queue: asyncio.Queue[int], run_one: Any) -> None:
                 while not queue.empty():
                     queue.get_nowait()
                     await run_one()
 
             started = time.perf_counter()
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            await asyncio.gather(*(worker(queue, run_one) for _ in range(concurrency)))
             wall = time.perf_counter() - started
             results.append(ThroughputResult(concurrency, questions, wall, questions * critical / concurrency))
     return results

@@ -16,40 +16,17 @@ from typing import Any
 from sift_graph import prompts
 from sift_graph.calls import acall_model, call_model
 from sift_graph.context import SiftContext
-from sift_graph.nodes import prediction_from, predictions_agree, sticker_from
+from sift_graph.steps import prediction_from, predictions_agree, sticker_from
+from sift_graph.testing import EXIT_SCRIPTS
 
-QUESTION = "Ann has 3 apples and buys 2 more. How many apples does she have?"
-STICKER = (
-    "**Conditions:**\n1. Ann has 3 apples.\n2. Ann buys 2 more apples.\n"
-    "**Question:** How many apples does Ann have now?"
-)
-FORWARD = (
-    "**Conditions:**\n1. Ann has 3 apples.\n2. Ann buys 2 more apples.\n"
-    "**Question:** How many apples does Ann have in total?"
-)
-INVERSE = "**Conditions:**\n1. Ann starts with 3 apples.\n2. Ann gets 2 apples.\n**Question:** How many apples now?"
-
-
-def _boxed(answer: str) -> str:
-    return f"Adding the apples step by step gives the total. \\boxed{{{answer}}}"
+WORKLOAD_SCRIPTS = {"agree": EXIT_SCRIPTS["round-1"], "cascade": EXIT_SCRIPTS["fallback"]}
 
 
 def script(workload: str) -> dict[str, Any]:
     """Replies per role for a ScriptedChatModel (lists are used in order)."""
-    if workload == "agree":
-        by_sticker, by_query = ["5"], ["5"]
-    elif workload == "cascade":
-        by_sticker, by_query = ["4", "6", "8"], ["5", "7", "9"]
-    else:
+    if workload not in WORKLOAD_SCRIPTS:
         raise ValueError(f"unknown workload {workload!r}")
-    return {
-        "sticker": STICKER,
-        "forward": FORWARD,
-        "inverse": INVERSE,
-        "predict_sticker": [_boxed(a) for a in by_sticker],
-        "predict_query_sticker": [_boxed(a) for a in by_query],
-        "direct": _boxed("5"),
-    }
+    return WORKLOAD_SCRIPTS[workload]
 
 
 # Calls per question, and calls on the critical path (the two predictions overlap).
@@ -83,8 +60,11 @@ def plain_sift(model: Any, question: str, context: SiftContext) -> dict[str, Any
         )
         last_by_query = prediction_from(
             call_model(
-                model, "predict_query_sticker",
-                prompts.predict_query_sticker_prompt(question, sticker["text"]), context, None,
+                model,
+                "predict_query_sticker",
+                prompts.predict_query_sticker_prompt(question, sticker["text"]),
+                context,
+                None,
             )
         )
         by_sticker = prediction_from(on_worker.result())
@@ -113,8 +93,11 @@ async def aplain_sift(model: Any, question: str, context: SiftContext) -> dict[s
         replies = await asyncio.gather(
             acall_model(model, "predict_sticker", prompts.predict_sticker_prompt(sticker["text"]), context, None),
             acall_model(
-                model, "predict_query_sticker",
-                prompts.predict_query_sticker_prompt(question, sticker["text"]), context, None,
+                model,
+                "predict_query_sticker",
+                prompts.predict_query_sticker_prompt(question, sticker["text"]),
+                context,
+                None,
             ),
         )
         by_sticker, last_by_query = (prediction_from(reply) for reply in replies)

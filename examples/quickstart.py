@@ -1,6 +1,6 @@
 """SIFT on one question with the embedded default model, printing each stage as it streams.
 
-    .venv/bin/python examples/quickstart.py
+.venv/bin/python examples/quickstart.py
 """
 
 from sift_graph import SiftContext, build_sift_graph

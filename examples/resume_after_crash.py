@@ -35,9 +35,22 @@ def main() -> None:
     checkpoints = str(Path(tempfile.mkdtemp(prefix="sift-resume-")) / "runs.sqlite")
 
     child = subprocess.Popen(
-        [sys.executable, "-m", "sift_graph.cli", "solve", QUESTION, "--model", args.model,
-         "--max-tokens", str(args.max_tokens), "--checkpoints", checkpoints],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        [
+            sys.executable,
+            "-m",
+            "sift_graph.cli",
+            "solve",
+            QUESTION,
+            "--model",
+            args.model,
+            "--max-tokens",
+            str(args.max_tokens),
+            "--checkpoints",
+            checkpoints,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     thread_id = ""
     for line in child.stdout:

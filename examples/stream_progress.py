@@ -14,6 +14,7 @@ import asyncio
 import time
 
 from sift_graph import SiftContext, build_sift_graph
+from sift_graph.events import StageEvent
 
 QUESTION = "Tom has 3 boxes of 12 pencils and gives away 10 pencils. How many pencils does he have left?"
 
@@ -32,14 +33,16 @@ async def main() -> None:
         clock = f"{time.monotonic() - started:6.1f}s"
         if mode == "updates":
             print(f"{clock}  done: {', '.join(chunk)}")
-        elif chunk["stage"] == "prediction":
-            print(f"{clock}    {chunk['role']}: {chunk['answer'] or '(none)'}")
-        elif chunk["stage"] == "consensus":
-            print(f"{clock}    {'consensus' if chunk['agreed'] else 'no consensus'}: {chunk['answers']}")
-        elif chunk["stage"] == "direct":
-            print(f"{clock}    fallback answer: {chunk['answer']}")
+            continue
+        event: StageEvent = chunk  # the streaming contract: sift_graph.events
+        if event["stage"] == "prediction":
+            print(f"{clock}    {event['role']}: {event['answer'] or '(none)'}")
+        elif event["stage"] == "consensus":
+            print(f"{clock}    {'consensus' if event['agreed'] else 'no consensus'}: {event['answers']}")
+        elif event["stage"] == "direct":
+            print(f"{clock}    fallback answer: {event['answer']}")
         else:
-            print(f"{clock}    {chunk['stage']} (round {chunk['round']}) ready")
+            print(f"{clock}    {event['stage']} (round {event['round']}) ready")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """sift_graph: SIFT ("Stick to the Facts") as a LangGraph graph.
 
-    from sift_graph import build_sift_graph, SiftContext
+from sift_graph import build_sift_graph, SiftContext
 
-    graph = build_sift_graph().compile()
-    result = graph.invoke({"question": "..."}, context=SiftContext(model="default"))
+graph = build_sift_graph().compile()
+result = graph.invoke({"question": "..."}, context=SiftContext(model="default"))
 """
 
 from sift_graph.context import SiftContext

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import re
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
 _ANSWER_PHRASE = re.compile(
@@ -94,7 +94,7 @@ def _reference_normalize(answer: str) -> str:
 
 
 @lru_cache(maxsize=4096)
-def _parse(answer: str) -> tuple:
+def _parse(answer: str) -> tuple[Any, ...]:
     from math_verify import parse
 
     return tuple(parse(f"${answer}$", parsing_timeout=None))
@@ -109,14 +109,12 @@ def _math_equal(left: str, right: str) -> bool:
     if not parsed_left or not parsed_right:
         return False
     # verify(gold, target) is not symmetric; either direction holding is agreement.
-    return verify(list(parsed_left), list(parsed_right), timeout_seconds=None) or verify(
-        list(parsed_right), list(parsed_left), timeout_seconds=None
+    return bool(verify(list(parsed_left), list(parsed_right), timeout_seconds=None)) or bool(
+        verify(list(parsed_right), list(parsed_left), timeout_seconds=None)
     )
 
 
-def answers_agree(
-    left: str | None, right: str | None, comparator: Literal["math", "string"] = "math"
-) -> bool:
+def answers_agree(left: str | None, right: str | None, comparator: Literal["math", "string"] = "math") -> bool:
     """Whether two extracted answers are the same answer. Missing never agrees."""
     if left is None or right is None or not left.strip() or not right.strip():
         return False

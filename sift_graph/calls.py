@@ -1,12 +1,13 @@
 """One model call, the same way for every node: tag it, set its decoding, read its reply.
 
-Every call carries the tag `sift:<role>` in its run config, so tracing, accounting and
-the scripted test model can tell the six kinds of calls apart.
+Every call carries the tag `sift:<role>` (`state.role_tag`) in its run config, so
+tracing, accounting and the scripted test model can tell the six kinds of calls apart.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,15 +16,21 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
 
 from sift_graph.context import SiftContext
-from sift_graph.state import Role
+from sift_graph.state import TAG_PREFIX, Role, role_tag
 
-TAG_PREFIX = "sift:"
+__all__ = [
+    "TAG_PREFIX",
+    "ModelReply",
+    "acall_model",
+    "call_model",
+    "decoding_kwargs",
+    "reply_from_message",
+    "role_tag",
+    "split_reasoning",
+]
+
 _TRUNCATION_REASONS = {"length", "max_tokens", "MAX_TOKENS"}
 _THINK_BLOCK = re.compile(r"<think>(?P<reasoning>.*?)(?:</think>|$)", re.DOTALL)
-
-
-def role_tag(role: Role) -> str:
-    return f"{TAG_PREFIX}{role}"
 
 
 @dataclass(frozen=True)
@@ -40,18 +47,15 @@ class ModelReply:
 
 
 def decoding_kwargs(model: BaseChatModel, context: SiftContext) -> dict[str, Any]:
-    """Per-call decoding settings, for the model types known to accept them.
+    """Per-call decoding settings, for the model types known to accept them: OpenAI
+    clients, and models that say so with `accepts_decoding_kwargs = True` (ours do).
 
     Other chat models are called as configured: passing unknown keyword arguments
     to an arbitrary provider can fail the call.
     """
     from langchain_openai.chat_models.base import BaseChatOpenAI
 
-    from sift_graph.models import LocalChatModel
-
-    if not isinstance(model, (BaseChatOpenAI, LocalChatModel)) and not getattr(
-        model, "accepts_decoding_kwargs", False
-    ):
+    if not isinstance(model, BaseChatOpenAI) and not getattr(model, "accepts_decoding_kwargs", False):
         return {}
     settings: dict[str, Any] = {"max_tokens": context.max_tokens, "temperature": context.temperature}
     if context.temperature > 0 and context.top_p is not None:
@@ -87,10 +91,8 @@ def reply_from_message(message: BaseMessage) -> ModelReply:
     inline_reasoning, text = split_reasoning(_content_text(message))
     separate_reasoning = message.additional_kwargs.get("reasoning_content")
     reasoning = separate_reasoning or inline_reasoning
-    finish_reason = message.response_metadata.get("finish_reason") or message.response_metadata.get(
-        "stop_reason"
-    )
-    usage = message.usage_metadata or {}
+    finish_reason = message.response_metadata.get("finish_reason") or message.response_metadata.get("stop_reason")
+    usage: Mapping[str, Any] = message.usage_metadata or {}
     return ModelReply(
         text=text,
         reasoning=reasoning,
@@ -131,7 +133,5 @@ def call_model(
 async def acall_model(
     model: BaseChatModel, role: Role, prompt: str, context: SiftContext, config: RunnableConfig | None
 ) -> ModelReply:
-    message = await model.ainvoke(
-        [HumanMessage(prompt)], _call_config(role, config), **decoding_kwargs(model, context)
-    )
+    message = await model.ainvoke([HumanMessage(prompt)], _call_config(role, config), **decoding_kwargs(model, context))
     return reply_from_message(message)

@@ -22,7 +22,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -34,6 +34,9 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
+
+if TYPE_CHECKING:
+    import psycopg
 
 #: Where the CLI keeps its runs unless told otherwise (``--checkpoints`` or this variable).
 DEFAULT_CHECKPOINTS = os.path.join(".sift", "checkpoints.sqlite")
@@ -121,7 +124,7 @@ class SqliteFileSaver(SqliteSaver):
 
     @classmethod
     @contextmanager
-    def open(cls, path: str) -> Iterator[SqliteFileSaver]:  # type: ignore[override]
+    def open(cls, path: str) -> Iterator[SqliteFileSaver]:
         """The saver on `path`, tables created and commits set to skip the fsync."""
         # autocommit off (Python's default): the saver commits each write itself
         connection = sqlite3.connect(path, check_same_thread=False)
@@ -140,7 +143,7 @@ class SqliteFileSaver(SqliteSaver):
         self,
         config: RunnableConfig | None,
         *,
-        filter: dict[str, Any] | None = None,  # noqa: A002 - LangGraph's parameter name
+        filter: dict[str, Any] | None = None,
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
@@ -150,7 +153,10 @@ class SqliteFileSaver(SqliteSaver):
             yield item
 
     async def aput(
-        self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         return self.put(config, checkpoint, metadata, new_versions)
@@ -163,9 +169,7 @@ class SqliteFileSaver(SqliteSaver):
     async def adelete_thread(self, thread_id: str) -> None:
         self.delete_thread(thread_id)
 
-    async def aget_delta_channel_history(
-        self, *, config: RunnableConfig, channels: Sequence[str]
-    ) -> Mapping[str, Any]:
+    async def aget_delta_channel_history(self, *, config: RunnableConfig, channels: Sequence[str]) -> Mapping[str, Any]:
         return self.get_delta_channel_history(config=config, channels=channels)
 
 
@@ -178,15 +182,15 @@ class SqliteFileSaver(SqliteSaver):
 _POSTGRES_SESSION_SETUP = "SET synchronous_commit = off"
 
 
-def _configure_postgres(connection) -> None:  # noqa: ANN001 - psycopg.Connection
+def _configure_postgres(connection: psycopg.Connection[Any]) -> None:
     connection.execute(_POSTGRES_SESSION_SETUP)
 
 
-async def _aconfigure_postgres(connection) -> None:  # noqa: ANN001 - psycopg.AsyncConnection
+async def _aconfigure_postgres(connection: psycopg.AsyncConnection[Any]) -> None:
     await connection.execute(_POSTGRES_SESSION_SETUP)
 
 
-def _postgres_connection_kwargs() -> dict:
+def _postgres_connection_kwargs() -> dict[str, Any]:
     from psycopg.rows import dict_row
 
     # What LangGraph's saver expects of its connections: autocommit (each write is its
@@ -206,7 +210,7 @@ def _setup_postgres(setting: str) -> None:
 
 
 @contextmanager
-def _open_local_saver(kind: str, setting: str) -> Iterator[BaseCheckpointSaver]:
+def _open_local_saver(kind: str, setting: str) -> Iterator[BaseCheckpointSaver[str]]:
     """The in-memory or SQLite saver: each serves `invoke` and `ainvoke` alike, so both
     openers share it (only PostgreSQL has a sync and an async saver)."""
     if kind == "memory":
@@ -217,7 +221,7 @@ def _open_local_saver(kind: str, setting: str) -> Iterator[BaseCheckpointSaver]:
 
 
 @contextmanager
-def open_checkpointer(setting: str) -> Iterator[BaseCheckpointSaver]:
+def open_checkpointer(setting: str) -> Iterator[BaseCheckpointSaver[str]]:
     """A ready saver for ``graph.invoke``/``graph.stream``; closed on exit."""
     kind = checkpoint_kind(setting)
     if kind != "postgres":
@@ -239,7 +243,7 @@ def open_checkpointer(setting: str) -> Iterator[BaseCheckpointSaver]:
 
 
 @asynccontextmanager
-async def aopen_checkpointer(setting: str) -> AsyncIterator[BaseCheckpointSaver]:
+async def aopen_checkpointer(setting: str) -> AsyncIterator[BaseCheckpointSaver[str]]:
     """A ready saver for ``graph.ainvoke``/``graph.astream``; closed on exit."""
     kind = checkpoint_kind(setting)
     if kind != "postgres":

@@ -12,17 +12,18 @@ working state. The SIFT graph runs inside it as a subgraph: its stages stream wi
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage
 from langgraph.graph import START, StateGraph
 from langgraph.graph.message import add_messages
+from langgraph.types import RetryPolicy
 from typing_extensions import TypedDict
 
 from sift_graph.context import SiftContext
 from sift_graph.graph import MODEL_RETRY, build_sift_graph
-from sift_graph.nodes import validate_question
-from sift_graph.state import RoleUsage, RoundRecord, Sticker
+from sift_graph.state import RoleUsage, RoundRecord, Sticker, validate_question
 
 # The name SIFT's AI messages carry, so a multi-agent transcript says who answered.
 MESSAGE_NAME = "sift"
@@ -46,7 +47,7 @@ class SiftMessagesState(MessagesState, total=False):
     usage: dict[str, RoleUsage]
 
 
-def last_human_text(messages: list[BaseMessage]) -> str:
+def last_human_text(messages: Sequence[BaseMessage]) -> str:
     """The text of the last human message; ValueError naming `messages` if there is none."""
     for message in reversed(messages):
         if isinstance(message, HumanMessage):
@@ -61,7 +62,7 @@ def last_human_text(messages: list[BaseMessage]) -> str:
     raise ValueError("messages: no human message to answer")
 
 
-def answer_message(state: dict[str, Any]) -> AIMessage:
+def answer_message(state: Mapping[str, Any]) -> AIMessage:
     """SIFT's result as one AI message: the chosen solution as content, the extracted
     answer and how it was reached in `response_metadata`."""
     usage = state.get("usage") or {}
@@ -85,7 +86,9 @@ def reply(state: SiftMessagesState) -> dict[str, Any]:
     return {"messages": [answer_message(state)]}
 
 
-def build_sift_messages_graph(*, retry_policy=MODEL_RETRY) -> StateGraph:
+def build_sift_messages_graph(
+    *, retry_policy: RetryPolicy | None = MODEL_RETRY
+) -> StateGraph[SiftMessagesState, SiftContext, MessagesState, MessagesState]:
     """An uncompiled graph: `{"messages": [...]}` in, one AI message appended out."""
     builder = StateGraph(
         SiftMessagesState,

@@ -180,9 +180,7 @@ def predict_sticker_prompt(sticker: str) -> str:
 
 
 def predict_query_sticker_prompt(question: str, sticker: str) -> str:
-    return PREDICT_QUERY_STICKER_PROMPT.format(
-        question=question, sticker=sticker, instruction=SOLVE_INSTRUCTION
-    )
+    return PREDICT_QUERY_STICKER_PROMPT.format(question=question, sticker=sticker, instruction=SOLVE_INSTRUCTION)
 
 
 def forward_prompt(question: str, sticker: str) -> str:

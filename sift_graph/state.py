@@ -7,13 +7,11 @@ checkpoints serialize cheaply and a run's output can be dumped as one JSON objec
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from typing_extensions import TypedDict
 
-Role = Literal[
-    "sticker", "predict_sticker", "predict_query_sticker", "forward", "inverse", "direct"
-]
+Role = Literal["sticker", "predict_sticker", "predict_query_sticker", "forward", "inverse", "direct"]
 ROLES: tuple[Role, ...] = (
     "sticker",
     "predict_sticker",
@@ -22,6 +20,21 @@ ROLES: tuple[Role, ...] = (
     "inverse",
     "direct",
 )
+
+TAG_PREFIX = "sift:"
+"""Every model call carries the tag `sift:<role>`, so tracing, accounting and the
+scripted test model can tell the six kinds of calls apart."""
+
+
+def role_tag(role: Role) -> str:
+    return f"{TAG_PREFIX}{role}"
+
+
+def role_of_tags(tags: list[str]) -> str | None:
+    """The role a call's tags name, or None unless exactly one `sift:<role>` tag is there."""
+    roles = [tag[len(TAG_PREFIX) :] for tag in tags if tag.startswith(TAG_PREFIX)]
+    return roles[0] if len(roles) == 1 else None
+
 
 RoundKind = Literal["sticker", "forward", "inverse"]
 """How a round's sticker was made: generated (SG), forward-optimized (FO), or
@@ -50,6 +63,12 @@ class Prediction(TypedDict):
     """The model stopped at its token limit: such an answer never counts as agreement."""
 
 
+class RoleUsage(TypedDict):
+    calls: int
+    input_tokens: int
+    output_tokens: int
+
+
 class RoundRecord(TypedDict):
     """One consensus round, kept so a run can be explained afterwards."""
 
@@ -59,17 +78,11 @@ class RoundRecord(TypedDict):
     predict_sticker: Prediction
     predict_query_sticker: Prediction
     agreed: bool
+    usage: dict[str, RoleUsage]
+    """The model calls this round made, by role: making its sticker, then its predictions."""
 
 
-class RoleUsage(TypedDict):
-    calls: int
-    input_tokens: int
-    output_tokens: int
-
-
-def merge_usage(
-    left: dict[str, RoleUsage] | None, right: dict[str, RoleUsage] | None
-) -> dict[str, RoleUsage]:
+def merge_usage(left: dict[str, RoleUsage] | None, right: dict[str, RoleUsage] | None) -> dict[str, RoleUsage]:
     """Reducer: add per-role counters (the two predictions report in the same step)."""
     merged = {role: RoleUsage(**counts) for role, counts in (left or {}).items()}
     for role, counts in (right or {}).items():
@@ -85,8 +98,33 @@ def merge_usage(
     return merged
 
 
+def usage_since(total: dict[str, RoleUsage], spent: list[dict[str, RoleUsage]]) -> dict[str, RoleUsage]:
+    """`total` minus every counter in `spent`: the calls made since those were counted
+    (a round's own calls are the run's usage minus the earlier rounds')."""
+    earlier = merge_usage(None, None)
+    for usage in spent:
+        earlier = merge_usage(earlier, usage)
+    left: dict[str, RoleUsage] = {}
+    for role, counts in total.items():
+        before = earlier.get(role, RoleUsage(calls=0, input_tokens=0, output_tokens=0))
+        if counts["calls"] > before["calls"]:
+            left[role] = RoleUsage(
+                calls=counts["calls"] - before["calls"],
+                input_tokens=counts["input_tokens"] - before["input_tokens"],
+                output_tokens=counts["output_tokens"] - before["output_tokens"],
+            )
+    return left
+
+
 class SiftInput(TypedDict):
     question: str
+
+
+def validate_question(question: Any) -> str:
+    """The question, stripped; ValueError naming the field unless it is non-empty text."""
+    if not isinstance(question, str) or not question.strip():
+        raise ValueError("question: expected a non-empty string")
+    return question.strip()
 
 
 class SiftOutput(TypedDict):
@@ -116,6 +154,6 @@ class SiftState(SiftInput, SiftOutput, total=False):
 OUTPUT_KEYS: tuple[str, ...] = tuple(SiftOutput.__annotations__)
 
 
-def output_of(state: dict) -> dict:
+def output_of(state: dict[str, Any]) -> dict[str, Any]:
     """The graph's output (SiftOutput) out of a full state, e.g. a `values` stream chunk."""
     return {key: state.get(key) for key in OUTPUT_KEYS}

@@ -47,9 +47,7 @@ def parse_sticker(raw: str) -> Sticker:
     question_header = _QUESTION_HEADER.search(body)
     conditions_block = body[: question_header.start()] if question_header else body
     conditions = [
-        match.group("fact")
-        for line in conditions_block.splitlines()
-        if (match := _NUMBERED_LINE.match(line))
+        match.group("fact") for line in conditions_block.splitlines() if (match := _NUMBERED_LINE.match(line))
     ]
     question = ""
     if question_header:

@@ -101,10 +101,14 @@ class FaultServer:
                 role = role_of_prompt(prompt)
                 action = server._next_action(role)
                 if "status" in action:
-                    self._send_json(action["status"], {"error": {"message": f"injected {action['status']}", "type": "server_error"}})
+                    self._send_json(
+                        action["status"], {"error": {"message": f"injected {action['status']}", "type": "server_error"}}
+                    )
                     return
                 if action.get("drop"):
-                    self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 4000\r\n\r\n{\"id\":")
+                    self.wfile.write(
+                        b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 4000\r\n\r\n{"id":'
+                    )
                     self.wfile.flush()
                     self.connection.shutdown(socket.SHUT_RDWR)
                     self.close_connection = True
@@ -117,12 +121,22 @@ class FaultServer:
                 if "reasoning_content" in action:
                     message["reasoning_content"] = action["reasoning_content"]
                 prompt_tokens, completion_tokens = len(prompt.split()), len(content.split())
-                self._send_json(200, {
-                    "id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()),
-                    "model": body.get("model", "test-model"),
-                    "choices": [{"index": 0, "message": message, "finish_reason": action.get("finish_reason", "stop")}],
-                    "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                              "total_tokens": prompt_tokens + completion_tokens},
-                })
+                self._send_json(
+                    200,
+                    {
+                        "id": "chatcmpl-test",
+                        "object": "chat.completion",
+                        "created": int(time.time()),
+                        "model": body.get("model", "test-model"),
+                        "choices": [
+                            {"index": 0, "message": message, "finish_reason": action.get("finish_reason", "stop")}
+                        ],
+                        "usage": {
+                            "prompt_tokens": prompt_tokens,
+                            "completion_tokens": completion_tokens,
+                            "total_tokens": prompt_tokens + completion_tokens,
+                        },
+                    },
+                )
 
         return Handler

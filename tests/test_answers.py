@@ -90,7 +90,13 @@ def test_overlong_answers_are_compared_as_text_only():
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("\\$1,234", "1234"), ("\\text{5 cm}", "5"), ("12.", "12"), ("45^{\\circ}", "45"), ("\\left(1,2\\right)", "(1,2)")],
+    [
+        ("\\$1,234", "1234"),
+        ("\\text{5 cm}", "5"),
+        ("12.", "12"),
+        ("45^{\\circ}", "45"),
+        ("\\left(1,2\\right)", "(1,2)"),
+    ],
 )
 def test_normalize_answer(raw, expected):
     assert normalize_answer(raw) == expected

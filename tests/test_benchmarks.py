@@ -11,17 +11,15 @@ from benchmarks import memory, server, workloads
 from benchmarks.serving import _context
 from sift_graph import build_sift_graph
 from sift_graph.context import SiftContext
-from sift_graph.testing import ScriptedChatModel
+from sift_graph.testing import QUESTION, ScriptedChatModel
 
 
 @pytest.mark.parametrize("workload", ["agree", "cascade"])
 def test_the_plain_baseline_is_the_same_cascade_as_the_graph(workload):
     by_graph = ScriptedChatModel(script=workloads.script(workload))
-    result = build_sift_graph().compile().invoke(
-        {"question": workloads.QUESTION}, context=SiftContext(model=by_graph)
-    )
+    result = build_sift_graph().compile().invoke({"question": QUESTION}, context=SiftContext(model=by_graph))
     by_plain = ScriptedChatModel(script=workloads.script(workload))
-    plain = workloads.plain_sift(by_plain, workloads.QUESTION, SiftContext(model=by_plain))
+    plain = workloads.plain_sift(by_plain, QUESTION, SiftContext(model=by_plain))
 
     assert by_plain.call_counts() == by_graph.call_counts()
     assert sum(by_graph.call_counts().values()) == workloads.CALLS[workload]
@@ -33,7 +31,7 @@ def test_the_plain_baseline_is_the_same_cascade_as_the_graph(workload):
 
 async def test_the_async_baseline_makes_the_same_calls():
     model = ScriptedChatModel(script=workloads.script("cascade"), latency=0.001)
-    plain = await workloads.aplain_sift(model, workloads.QUESTION, SiftContext(model=model))
+    plain = await workloads.aplain_sift(model, QUESTION, SiftContext(model=model))
     assert plain["consensus_round"] is None
     assert sum(model.call_counts().values()) == workloads.CALLS["cascade"]
     assert model.max_in_flight == 2  # the predictions overlap, as in the graph
@@ -42,9 +40,7 @@ async def test_the_async_baseline_makes_the_same_calls():
 @pytest.mark.parametrize("workload", ["agree", "cascade"])
 def test_the_sleeping_server_drives_a_real_served_run(workload):
     with server.SleepingServer(0.001, workload) as sleeping:
-        result = asyncio.run(
-            build_sift_graph().compile().ainvoke({"question": workloads.QUESTION}, context=_context(sleeping))
-        )
+        result = asyncio.run(build_sift_graph().compile().ainvoke({"question": QUESTION}, context=_context(sleeping)))
     assert sum(usage["calls"] for usage in result["usage"].values()) == workloads.CALLS[workload]
     assert result["answer"] == "5"
     assert result["consensus_round"] == (1 if workload == "agree" else None)

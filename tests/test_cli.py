@@ -8,9 +8,10 @@ import sys
 
 import pytest
 
-from conftest import QUESTION, script_for
 from sift_graph import cli
-from sift_graph.testing import ScriptedChatModel
+from sift_graph.testing import QUESTION, ScriptedChatModel, script_for
+
+from helpers import answer_cli_with
 
 
 @pytest.fixture(autouse=True)
@@ -25,7 +26,7 @@ def checkpoints_in_tmp(tmp_path, monkeypatch):
 def scripted_cli(monkeypatch):
     """Make every spec the CLI resolves answer with a scripted model (round 2 consensus)."""
     model = ScriptedChatModel(script=script_for(["4", "5"], ["3", "5"]))
-    monkeypatch.setattr(cli, "resolve_model", lambda spec, connection=None: model)
+    answer_cli_with(monkeypatch, model)
     return model
 
 
@@ -78,7 +79,10 @@ def test_settings_reach_the_model(scripted_cli, capsys):
         (["solve", "   "], "question: expected a non-empty string"),
         (["solve"], "no question: give it as an argument or with --file"),
         (["solve", "q", "--file", "x"], "give the question as an argument or with --file, not both"),
-        (["solve", "--file", "/no/such/file.txt"], "cannot read question file '/no/such/file.txt': No such file or directory"),
+        (
+            ["solve", "--file", "/no/such/file.txt"],
+            "cannot read question file '/no/such/file.txt': No such file or directory",
+        ),
         (["solve", "q", "--model", "gpt:4"], "model: unknown model spec 'gpt:4'"),
         (["solve", "q", "--model", "hf:/no/such.gguf"], "model: no such file or folder '/no/such.gguf'"),
         (["solve", "q", "--max-tokens", "0"], "max_tokens: expected an integer >= 1, got 0"),
@@ -111,16 +115,31 @@ def test_format_event_covers_every_stage():
     assert cli.format_event({"stage": "inverse", "round": 3, "sticker": "S", "well_formed": True, "problems": []}) == (
         "[round 3] sticker rebuilt from the last solution:\n    S"
     )
-    assert cli.format_event({"stage": "prediction", "round": 1, "role": "predict_sticker", "answer": None, "truncated": True}) == (
-        "[round 1] answer from sticker: (none)  (cut off at the token limit)"
-    )
+    assert cli.format_event(
+        {"stage": "prediction", "round": 1, "role": "predict_sticker", "answer": None, "truncated": True}
+    ) == ("[round 1] answer from sticker: (none)  (cut off at the token limit)")
     assert cli.format_event({"stage": "direct", "answer": "7", "truncated": False}) == (
         "[fallback] no round agreed; direct chain-of-thought answer: 7"
     )
-    malformed = {"stage": "sticker", "round": 1, "kind": "sticker", "sticker": "x", "well_formed": False, "problems": ["a", "b"]}
+    malformed = {
+        "stage": "sticker",
+        "round": 1,
+        "kind": "sticker",
+        "sticker": "x",
+        "well_formed": False,
+        "problems": ["a", "b"],
+    }
     assert cli.format_event(malformed).startswith("[round 1] sticker (generated)  (malformed: a; b):")
-    bad_draft = {"stage": "inverse", "round": 3, "sticker": "S", "well_formed": False, "problems": ["no **Question:** line"]}
-    assert cli.format_event(bad_draft).startswith("[round 3] sticker rebuilt from the last solution  (malformed: no **Question:** line):")
+    bad_draft = {
+        "stage": "inverse",
+        "round": 3,
+        "sticker": "S",
+        "well_formed": False,
+        "problems": ["no **Question:** line"],
+    }
+    assert cli.format_event(bad_draft).startswith(
+        "[round 3] sticker rebuilt from the last solution  (malformed: no **Question:** line):"
+    )
     cut = {"stage": "consensus", "round": 2, "agreed": False, "answers": ["3", "3"], "truncated": True}
     assert cli.format_event(cut) == "[round 2] no consensus: 3 vs 3  (a prediction was cut off at the token limit)"
 
@@ -139,7 +158,7 @@ def test_model_loading_progress_is_kept_off_the_output(monkeypatch, capsys):
         print("Converting and de-quantizing GGUF tensors...: 100%", file=sys.stderr)
         return model
 
-    monkeypatch.setattr(cli, "resolve_model", noisy_load)
+    monkeypatch.setattr("sift_graph.cli.common.resolve_model", noisy_load)
     assert cli.main(["solve", QUESTION, "--json"]) == 0
     assert "Converting" not in capsys.readouterr().err
 
@@ -149,7 +168,7 @@ def test_a_failed_load_replays_what_the_loader_printed(monkeypatch, capsys):
         print("loader diagnostics", file=sys.stderr)
         raise RuntimeError("weights corrupt")
 
-    monkeypatch.setattr(cli, "resolve_model", broken_load)
+    monkeypatch.setattr("sift_graph.cli.common.resolve_model", broken_load)
     with pytest.raises(RuntimeError, match="weights corrupt"):
         cli.main(["solve", QUESTION])
     assert "loader diagnostics" in capsys.readouterr().err

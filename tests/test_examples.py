@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import script_for
+from sift_graph.testing import script_for
 
 pytestmark = pytest.mark.slow  # real processes
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,7 +28,10 @@ def scripted_spec(tmp_path) -> str:
 def run_example(name: str, *args: str) -> str:
     done = subprocess.run(
         [sys.executable, str(ROOT / "examples" / name), *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert done.returncode == 0, done.stderr

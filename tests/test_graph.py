@@ -7,25 +7,32 @@ import threading
 
 import pytest
 
-from conftest import FORWARD_STICKER, INVERSE_STICKER, QUESTION, STICKER, boxed
 from sift_graph import SiftContext, build_sift_graph
 from sift_graph.graph import next_step
 from sift_graph.state import ROLES
-from sift_graph.testing import ScriptedChatModel
+from sift_graph.testing import FORWARD_STICKER, INVERSE_STICKER, QUESTION, STICKER, ScriptedChatModel, boxed
 
 EXIT_PATHS = [
     # sticker-only answers, query+sticker answers, consensus round, calls per role
     pytest.param(["4"], ["4"], 1, {"sticker": 1, "predict_sticker": 1, "predict_query_sticker": 1}, id="round-1"),
     pytest.param(
-        ["4", "5"], ["3", "5"], 2,
-        {"sticker": 1, "predict_sticker": 2, "predict_query_sticker": 2, "forward": 1}, id="round-2",
+        ["4", "5"],
+        ["3", "5"],
+        2,
+        {"sticker": 1, "predict_sticker": 2, "predict_query_sticker": 2, "forward": 1},
+        id="round-2",
     ),
     pytest.param(
-        ["4", "5", "6"], ["3", "4", "6"], 3,
-        {"sticker": 1, "predict_sticker": 3, "predict_query_sticker": 3, "forward": 2, "inverse": 1}, id="round-3",
+        ["4", "5", "6"],
+        ["3", "4", "6"],
+        3,
+        {"sticker": 1, "predict_sticker": 3, "predict_query_sticker": 3, "forward": 2, "inverse": 1},
+        id="round-3",
     ),
     pytest.param(
-        ["1", "2", "3"], ["4", "5", "6"], None,
+        ["1", "2", "3"],
+        ["4", "5", "6"],
+        None,
         {"sticker": 1, "predict_sticker": 3, "predict_query_sticker": 3, "forward": 2, "inverse": 1, "direct": 1},
         id="fallback",
     ),
@@ -33,7 +40,9 @@ EXIT_PATHS = [
 
 
 @pytest.mark.parametrize(("sticker_answers", "query_answers", "consensus_round", "calls"), EXIT_PATHS)
-def test_exit_paths_make_exactly_the_paper_calls(graph, scripted, sticker_answers, query_answers, consensus_round, calls):
+def test_exit_paths_make_exactly_the_paper_calls(
+    graph, scripted, sticker_answers, query_answers, consensus_round, calls
+):
     model = scripted(sticker_answers, query_answers, direct="9")
     result = graph.invoke({"question": QUESTION}, context=SiftContext(model=model))
 
@@ -41,7 +50,9 @@ def test_exit_paths_make_exactly_the_paper_calls(graph, scripted, sticker_answer
     assert sum(calls.values()) in (3, 6, 10, 11)
     assert result["consensus_round"] == consensus_round
     assert len(result["rounds"]) == (consensus_round or 3)
-    assert [r["agreed"] for r in result["rounds"]] == [False] * (len(result["rounds"]) - 1) + [consensus_round is not None]
+    assert [r["agreed"] for r in result["rounds"]] == [False] * (len(result["rounds"]) - 1) + [
+        consensus_round is not None
+    ]
     assert {role: u["calls"] for role, u in result["usage"].items()} == calls
     if consensus_round is None:
         assert result["answer"] == "9" and result["response"] == boxed("9")
@@ -64,7 +75,9 @@ def test_rounds_record_each_kind_of_sticker(graph, scripted):
     assert [r["kind"] for r in rounds] == ["sticker", "forward", "inverse"]
     assert [r["sticker"]["text"] for r in rounds] == [STICKER, FORWARD_STICKER, FORWARD_STICKER]
     assert [(r["predict_sticker"]["answer"], r["predict_query_sticker"]["answer"]) for r in rounds] == [
-        ("1", "4"), ("2", "5"), ("3", "6"),
+        ("1", "4"),
+        ("2", "5"),
+        ("3", "6"),
     ]
     assert result["sticker"]["text"] == FORWARD_STICKER
 
@@ -89,15 +102,19 @@ def test_prompts_carry_what_the_spec_says(graph, scripted):
     assert QUESTION in first_forward and STICKER in first_forward
     assert QUESTION in second_forward and INVERSE_STICKER in second_forward
     assert QUESTION in by_role["direct"][0]
-    assert all("\\boxed{}" in p for role in ("predict_sticker", "predict_query_sticker", "direct") for p in by_role[role])
+    assert all(
+        "\\boxed{}" in p for role in ("predict_sticker", "predict_query_sticker", "direct") for p in by_role[role]
+    )
 
 
 def test_agreement_returns_the_query_sticker_prediction(graph):
-    model = ScriptedChatModel(script={
-        "sticker": STICKER,
-        "predict_sticker": "From the facts: \\boxed{0.5}",
-        "predict_query_sticker": "From the problem and facts: \\boxed{\\frac{1}{2}}",
-    })
+    model = ScriptedChatModel(
+        script={
+            "sticker": STICKER,
+            "predict_sticker": "From the facts: \\boxed{0.5}",
+            "predict_query_sticker": "From the problem and facts: \\boxed{\\frac{1}{2}}",
+        }
+    )
     result = graph.invoke({"question": QUESTION}, context=SiftContext(model=model))
     assert result["consensus_round"] == 1
     assert result["answer"] == "\\frac{1}{2}"
@@ -108,12 +125,19 @@ def test_agreement_returns_the_query_sticker_prediction(graph):
     ("forward_rounds", "inverse_rounds", "agree_in", "expected_calls"),
     [
         (3, 2, 5, {"sticker": 1, "predict_sticker": 5, "predict_query_sticker": 5, "forward": 4, "inverse": 1}),
-        (3, 2, None, {"sticker": 1, "predict_sticker": 6, "predict_query_sticker": 6, "forward": 5, "inverse": 2, "direct": 1}),
+        (
+            3,
+            2,
+            None,
+            {"sticker": 1, "predict_sticker": 6, "predict_query_sticker": 6, "forward": 5, "inverse": 2, "direct": 1},
+        ),
         (0, 0, None, {"sticker": 1, "predict_sticker": 1, "predict_query_sticker": 1, "direct": 1}),
         (0, 2, 3, {"sticker": 1, "predict_sticker": 3, "predict_query_sticker": 3, "forward": 2, "inverse": 2}),
     ],
 )
-def test_larger_round_budgets_loop_until_consensus_or_budget(graph, scripted, forward_rounds, inverse_rounds, agree_in, expected_calls):
+def test_larger_round_budgets_loop_until_consensus_or_budget(
+    graph, scripted, forward_rounds, inverse_rounds, agree_in, expected_calls
+):
     rounds = 1 + forward_rounds + inverse_rounds
     sticker_answers = [str(10 + k) for k in range(rounds)]
     query_answers = [str(20 + k) for k in range(rounds)]
@@ -163,12 +187,16 @@ def test_usage_sums_every_call_per_role(graph, scripted):
 
 
 def test_a_truncated_prediction_never_counts_as_agreement(graph):
-    model = ScriptedChatModel(script={
-        "sticker": STICKER, "forward": STICKER, "inverse": STICKER,
-        "predict_sticker": boxed("5"),
-        "predict_query_sticker": [{"text": boxed("5"), "finish_reason": "length"}, boxed("5")],
-        "direct": boxed("5"),
-    })
+    model = ScriptedChatModel(
+        script={
+            "sticker": STICKER,
+            "forward": STICKER,
+            "inverse": STICKER,
+            "predict_sticker": boxed("5"),
+            "predict_query_sticker": [{"text": boxed("5"), "finish_reason": "length"}, boxed("5")],
+            "direct": boxed("5"),
+        }
+    )
     result = graph.invoke({"question": QUESTION}, context=SiftContext(model=model))
     first = result["rounds"][0]
     assert first["predict_query_sticker"]["truncated"] and not first["agreed"]
@@ -176,12 +204,20 @@ def test_a_truncated_prediction_never_counts_as_agreement(graph):
 
 
 def test_a_malformed_sticker_is_recorded_and_announced(graph):
-    model = ScriptedChatModel(script={
-        "sticker": "I think the apples are five.",
-        "predict_sticker": boxed("5"), "predict_query_sticker": boxed("5"),
-    })
-    events = [chunk for mode, chunk in graph.stream(
-        {"question": QUESTION}, context=SiftContext(model=model), stream_mode=["custom", "values"]) if mode == "custom"]
+    model = ScriptedChatModel(
+        script={
+            "sticker": "I think the apples are five.",
+            "predict_sticker": boxed("5"),
+            "predict_query_sticker": boxed("5"),
+        }
+    )
+    events = [
+        chunk
+        for mode, chunk in graph.stream(
+            {"question": QUESTION}, context=SiftContext(model=model), stream_mode=["custom", "values"]
+        )
+        if mode == "custom"
+    ]
     sticker_event = events[0]
     assert sticker_event["stage"] == "sticker" and sticker_event["well_formed"] is False
     assert sticker_event["problems"] == ["no **Conditions:** header"]
@@ -226,7 +262,9 @@ def test_a_transient_model_fault_is_retried(graph, scripted):
 
 def test_a_run_without_context_uses_defaults_for_everything_but_the_model(graph, monkeypatch, scripted):
     model = scripted(["4"], ["4"])
-    monkeypatch.setattr("sift_graph.nodes.resolve_model", lambda spec, connection=None: model if spec is None else None)
+    monkeypatch.setattr(
+        "sift_graph.nodes.resolve_model", lambda spec, connection=None: model if spec in (None, "default") else None
+    )
     result = graph.invoke({"question": QUESTION})
     assert result["consensus_round"] == 1
     assert model.calls[0].kwargs == {"max_tokens": 1024, "temperature": 0.0}
@@ -235,7 +273,7 @@ def test_a_run_without_context_uses_defaults_for_everything_but_the_model(graph,
 @pytest.mark.parametrize("question", ["", "   ", None, 42])
 def test_a_bad_question_is_a_clear_error(graph, scripted, question):
     model = scripted(["4"], ["4"])
-    with pytest.raises(ValueError, match="^question: expected a non-empty string"):
+    with pytest.raises(ValueError, match=r"^question: expected a non-empty string"):
         graph.invoke({"question": question}, context=SiftContext(model=model))
     assert model.calls == []
 
@@ -243,8 +281,15 @@ def test_a_bad_question_is_a_clear_error(graph, scripted, question):
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("forward_rounds", -1), ("inverse_rounds", 1.5), ("max_tokens", 0), ("temperature", -0.1),
-        ("top_p", 0), ("comparator", "fuzzy"), ("model", 3), ("model", "gpt:x"), ("model", "hf:"),
+        ("forward_rounds", -1),
+        ("inverse_rounds", 1.5),
+        ("max_tokens", 0),
+        ("temperature", -0.1),
+        ("top_p", 0),
+        ("comparator", "fuzzy"),
+        ("model", 3),
+        ("model", "gpt:x"),
+        ("model", "hf:"),
         ("model", "hf:/no/such/model.gguf"),
     ],
 )
@@ -271,10 +316,13 @@ def test_next_step(agreed, done, forward, inverse, expected):
 
 
 def test_a_sticker_cut_off_at_the_token_limit_is_malformed(graph):
-    model = ScriptedChatModel(script={
-        "sticker": {"text": STICKER, "finish_reason": "length"},
-        "predict_sticker": boxed("5"), "predict_query_sticker": boxed("5"),
-    })
+    model = ScriptedChatModel(
+        script={
+            "sticker": {"text": STICKER, "finish_reason": "length"},
+            "predict_sticker": boxed("5"),
+            "predict_query_sticker": boxed("5"),
+        }
+    )
     result = graph.invoke({"question": QUESTION}, context=SiftContext(model=model))
     assert result["sticker"]["well_formed"] is False
     assert result["sticker"]["problems"] == ["cut off at the token limit"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import QUESTION, script_for
+from sift_graph.testing import QUESTION, script_for
 
 pytestmark = pytest.mark.slow  # a real server process
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,11 +57,25 @@ def server(tmp_path_factory):
     }
     with open(log, "w") as log_file:
         process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "langgraph"), "dev", "--no-browser", "--no-reload",
-             "--host", "127.0.0.1", "--port", str(port), "--config", str(ROOT / "langgraph.json")],
+            [
+                str(Path(sys.executable).parent / "langgraph"),
+                "dev",
+                "--no-browser",
+                "--no-reload",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--config",
+                str(ROOT / "langgraph.json"),
+            ],
             # langgraph.json's paths are relative to the working folder; the server keeps
             # its in-memory state in .langgraph_api/ there (ignored by git).
-            cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            cwd=ROOT,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -107,12 +121,17 @@ async def test_a_run_streams_its_stages_and_keeps_its_history(server, scripted_s
     from langgraph_sdk import get_client
 
     client = get_client(url=server)
-    assistant = await client.assistants.create(graph_id="sift", context={"model": scripted_spec()}, name="sift-scripted")
+    assistant = await client.assistants.create(
+        graph_id="sift", context={"model": scripted_spec()}, name="sift-scripted"
+    )
     thread = await client.threads.create()
     stages, final = [], None
     async for part in client.runs.stream(
-        thread["thread_id"], assistant["assistant_id"], input={"question": QUESTION},
-        stream_mode=["custom", "values"], durability="sync",
+        thread["thread_id"],
+        assistant["assistant_id"],
+        input={"question": QUESTION},
+        stream_mode=["custom", "values"],
+        durability="sync",
     ):
         if part.event == "custom":
             stages.append((part.data.get("round"), part.data["stage"]))
@@ -144,7 +163,9 @@ async def test_context_is_set_per_assistant_and_per_run(server, scripted_spec):
     # The same assistant, with the budget raised for one run.
     thread = await client.threads.create()
     result = await client.runs.wait(
-        thread["thread_id"], frugal["assistant_id"], input={"question": QUESTION},
+        thread["thread_id"],
+        frugal["assistant_id"],
+        input={"question": QUESTION},
         context={"model": scripted_spec(), "forward_rounds": 1, "inverse_rounds": 0},
     )
     assert result["consensus_round"] == 2
@@ -158,9 +179,11 @@ async def test_chat_graph_answers_with_an_ai_message(server, scripted_spec):
     thread = await client.threads.create()
     namespaces = set()
     async for part in client.runs.stream(
-        thread["thread_id"], assistant["assistant_id"],
+        thread["thread_id"],
+        assistant["assistant_id"],
         input={"messages": [{"role": "user", "content": QUESTION}]},
-        stream_mode="custom", stream_subgraphs=True,
+        stream_mode="custom",
+        stream_subgraphs=True,
     ):
         if part.event.startswith("custom"):
             namespaces.add(part.event)

@@ -36,9 +36,23 @@ def llama_server(tmp_path_factory):
     log_path = tmp_path_factory.mktemp("llama") / "server.log"
     log = log_path.open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(default_model_path()),
-         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--model_alias", "smollm2"],
-        stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(default_model_path()),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "4096",
+            "--model_alias",
+            "smollm2",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     base_url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 180
@@ -49,7 +63,7 @@ def llama_server(tmp_path_factory):
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                raise RuntimeError(f"llama_cpp.server did not start: {log_path.read_text()[-2000:]}")
+                raise RuntimeError(f"llama_cpp.server did not start: {log_path.read_text()[-2000:]}") from None
             time.sleep(0.5)
     yield base_url
     process.terminate()
@@ -71,7 +85,7 @@ class CallWatcher(BaseCallbackHandler):
         self.server_usage: dict[str, list[int]] = {}
 
     def on_chat_model_start(self, serialized, messages, *, run_id, tags=None, **kwargs) -> None:
-        role = next(tag[len(TAG_PREFIX):] for tag in tags or [] if tag.startswith(TAG_PREFIX))
+        role = next(tag[len(TAG_PREFIX) :] for tag in tags or [] if tag.startswith(TAG_PREFIX))
         with self.lock:
             self.roles[run_id] = role
             self.in_flight.add(role)
@@ -90,15 +104,17 @@ class CallWatcher(BaseCallbackHandler):
 async def test_a_real_sift_run_through_the_server(llama_server):
     watcher = CallWatcher()
     context = SiftContext(model="openai:smollm2", base_url=llama_server, max_tokens=48, request_timeout=300)
-    result = await build_sift_graph().compile().ainvoke(
-        {"question": QUESTION}, {"callbacks": [watcher]}, context=context
+    result = (
+        await build_sift_graph().compile().ainvoke({"question": QUESTION}, {"callbacks": [watcher]}, context=context)
     )
 
     calls = {role: usage["calls"] for role, usage in result["usage"].items()}
     assert sum(calls.values()) == {1: 3, 2: 6, 3: 10, None: 11}[result["consensus_round"]]
     assert calls["predict_sticker"] == calls["predict_query_sticker"] == len(result["rounds"])
     # usage is the server's own count, role by role
-    assert {role: [u["input_tokens"], u["output_tokens"]] for role, u in result["usage"].items()} == watcher.server_usage
+    assert {
+        role: [u["input_tokens"], u["output_tokens"]] for role, u in result["usage"].items()
+    } == watcher.server_usage
     for usage in result["usage"].values():
         assert usage["input_tokens"] > 0 and 0 < usage["output_tokens"] <= 48 * usage["calls"]
     # both predictions of a round were requested before either came back
@@ -106,7 +122,9 @@ async def test_a_real_sift_run_through_the_server(llama_server):
 
 
 def test_the_sync_path_and_the_token_limit(llama_server):
-    context = SiftContext(model="openai:smollm2", base_url=llama_server, max_tokens=8, forward_rounds=0, inverse_rounds=0)
+    context = SiftContext(
+        model="openai:smollm2", base_url=llama_server, max_tokens=8, forward_rounds=0, inverse_rounds=0
+    )
     result = build_sift_graph().compile().invoke({"question": QUESTION}, context=context)
     first = result["rounds"][0]
     assert first["predict_sticker"]["truncated"] or result["usage"]["predict_sticker"]["output_tokens"] < 8

@@ -14,14 +14,17 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import RetryPolicy
 
-from conftest import QUESTION, STICKER, boxed, script_for
-from fault_server import FaultServer
 from sift_graph import SiftContext, build_sift_graph
 from sift_graph.faults import is_transient_fault
 from sift_graph.models import OpenAICompatibleChatModel, chat_completion_request, resolve_model
 from sift_graph.prompts import sticker_prompt
+from sift_graph.testing import QUESTION, STICKER, boxed, script_for
 
-FAST_RETRY = RetryPolicy(max_attempts=4, initial_interval=0.01, backoff_factor=1.0, jitter=False, retry_on=is_transient_fault)
+from fault_server import FaultServer
+
+FAST_RETRY = RetryPolicy(
+    max_attempts=4, initial_interval=0.01, backoff_factor=1.0, jitter=False, retry_on=is_transient_fault
+)
 SECRET = "sk-test-7f3a9c1e5b2d4f6a8c0e"
 
 
@@ -71,8 +74,12 @@ def test_the_official_api_gets_the_new_token_limit_name():
 @pytest.mark.parametrize(
     "faults",
     [
-        [{"status": 429}], [{"status": 500}], [{"status": 503}, {"status": 502}],
-        [{"hang": 3.0}], [{"drop": True}], [{"status": 429}, {"drop": True}, {"hang": 3.0}],
+        [{"status": 429}],
+        [{"status": 500}],
+        [{"status": 503}, {"status": 502}],
+        [{"hang": 3.0}],
+        [{"drop": True}],
+        [{"status": 429}, {"drop": True}, {"hang": 3.0}],
     ],
     ids=["429", "500", "503-502", "timeout", "dropped", "mixed"],
 )
@@ -109,7 +116,10 @@ def test_a_fault_that_outlasts_the_retries_is_a_clear_error_and_nothing_is_lost(
     result = checkpointed.invoke(None, config, context=context_for(server))
     assert result["consensus_round"] == 2
     assert (server.count("sticker"), server.count("predict_sticker"), server.count("predict_query_sticker")) == (
-        before[0], before[1] + 1, before[2] + 1)
+        before[0],
+        before[1] + 1,
+        before[2] + 1,
+    )
     assert result["usage"]["sticker"]["calls"] == 1 and result["usage"]["forward"]["calls"] == 1
 
 
@@ -139,7 +149,10 @@ def test_a_reasoning_model_is_read_from_its_final_part(server, graph):
     ]
     result = graph.invoke({"question": QUESTION}, context=context_for(server))
     first = result["rounds"][0]
-    assert first["predict_sticker"]["answer"] == "5" and first["predict_sticker"]["reasoning"] == "3 + 2... maybe \\boxed{6}? no."
+    assert (
+        first["predict_sticker"]["answer"] == "5"
+        and first["predict_sticker"]["reasoning"] == "3 + 2... maybe \\boxed{6}? no."
+    )
     assert first["predict_query_sticker"]["reasoning"] == "Ann had 3, bought 2: \\boxed{7}? no, 5."
     assert result["answer"] == "5" and result["response"] == "The total is \\boxed{5}."
 
@@ -165,7 +178,9 @@ async def test_a_batch_runs_with_bounded_requests_in_flight(server):
         server.plan[role] = [{"hang": 0.05}] * 12
     graph = build_sift_graph().compile()
     results = await graph.abatch(
-        [{"question": f"{QUESTION} ({n})"} for n in range(6)], config={"max_concurrency": 3}, context=context_for(server)
+        [{"question": f"{QUESTION} ({n})"} for n in range(6)],
+        config={"max_concurrency": 3},
+        context=context_for(server),
     )
     assert [r["consensus_round"] for r in results] == [1] * 6
     assert 2 < server.max_in_flight <= 6  # several questions at once, never more than 3 x 2
@@ -175,8 +190,14 @@ def lean_and_stock_models(server):
     from langchain_openai import ChatOpenAI
 
     settings = dict(
-        model="test-model", base_url=server.base_url, api_key="no-key", max_retries=0, max_tokens=32,
-        temperature=0.2, extra_body={"top_k": 5}, default_headers={"x-team": "sift"},
+        model="test-model",
+        base_url=server.base_url,
+        api_key="no-key",
+        max_retries=0,
+        max_tokens=32,
+        temperature=0.2,
+        extra_body={"top_k": 5},
+        default_headers={"x-team": "sift"},
     )
     # (the same token-limit name as the stock client, to compare whole bodies)
     return OpenAICompatibleChatModel(**settings, token_limit_param="max_completion_tokens"), ChatOpenAI(**settings)
@@ -211,8 +232,14 @@ async def test_the_lean_request_path_sends_what_the_stock_client_sends_async(ser
 
 def test_chat_completion_request_splits_body_and_call_options():
     body, options = chat_completion_request(
-        {"model": "m", "messages": [], "extra_body": {"top_k": 5, "model": "served-name"},
-         "extra_headers": {"x-a": "1"}, "extra_query": {"q": "1"}, "timeout": 3.0}
+        {
+            "model": "m",
+            "messages": [],
+            "extra_body": {"top_k": 5, "model": "served-name"},
+            "extra_headers": {"x-a": "1"},
+            "extra_query": {"q": "1"},
+            "timeout": 3.0,
+        }
     )
     # extra_body is merged last, as the SDK merges it into the JSON it sends
     assert body == {"model": "served-name", "messages": [], "top_k": 5}
@@ -230,6 +257,29 @@ def test_lean_path_errors_map_like_the_stock_client(server):
     assert type(raised.value).__module__.startswith("langchain")  # LangChain's mapped error type
 
 
+def test_langchain_openai_still_has_the_error_mappers_we_look_up():
+    """If this fails, a langchain-openai upgrade moved its private error mappers: the lean
+    path now raises the SDK's own errors (still classified by `faults`), not LangChain's
+    types. Point `openai_compat.ERROR_MAPPERS` at their new names."""
+    from sift_graph.models.openai_compat import ERROR_MAPPERS, stock_error_mappers
+
+    assert set(stock_error_mappers()) == set(ERROR_MAPPERS)
+
+
+def test_without_the_mappers_errors_are_the_sdks_own(server, monkeypatch):
+    from langchain_core.messages import HumanMessage
+
+    monkeypatch.setattr("sift_graph.models.openai_compat.stock_error_mappers", lambda: {})
+    server.plan["sticker"] = [{"status": 401}, {"status": 503}]
+    model = OpenAICompatibleChatModel(model="test-model", base_url=server.base_url, api_key="no-key", max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as raised:
+        model.invoke([HumanMessage(sticker_prompt(QUESTION))])
+    assert type(raised.value) is openai.AuthenticationError
+    with pytest.raises(openai.InternalServerError) as raised:
+        model.invoke([HumanMessage(sticker_prompt(QUESTION))])
+    assert is_transient_fault(raised.value)
+
+
 def test_the_api_key_reaches_the_server_and_nothing_else(server, tmp_path):
     db = tmp_path / "checkpoints.sqlite"
     with SqliteSaver.from_conn_string(str(db)) as saver:
@@ -240,16 +290,30 @@ def test_the_api_key_reaches_the_server_and_nothing_else(server, tmp_path):
     assert all(headers.get("authorization") == f"Bearer {SECRET}" for headers in server.headers)
     assert SECRET not in repr(context) and SECRET not in str(resolve_model("openai:test-model", context.connection))
     assert SECRET not in json.dumps(result) and SECRET not in repr(history)
-    raw = db.read_bytes() + b"".join((tmp_path / name).read_bytes() for name in ("checkpoints.sqlite-wal",) if (tmp_path / name).exists())
+    raw = db.read_bytes() + b"".join(
+        (tmp_path / name).read_bytes() for name in ("checkpoints.sqlite-wal",) if (tmp_path / name).exists()
+    )
     assert SECRET.encode() not in raw
     with sqlite3.connect(db) as connection:
         for (table,) in connection.execute("select name from sqlite_master where type='table'").fetchall():
             assert SECRET not in repr(connection.execute(f"select * from {table}").fetchall())
 
     proc = subprocess.run(
-        [sys.executable, "-m", "sift_graph.cli", "solve", QUESTION, "--json", "--model", "openai:test-model",
-         "--base-url", server.base_url],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "sift_graph.cli",
+            "solve",
+            QUESTION,
+            "--json",
+            "--model",
+            "openai:test-model",
+            "--base-url",
+            server.base_url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={"OPENAI_API_KEY": SECRET, "PATH": "", "SIFT_CHECKPOINTS": str(tmp_path / "cli.sqlite")},
     )
     assert proc.returncode == 0, proc.stderr
@@ -263,12 +327,30 @@ def test_the_api_key_reaches_the_server_and_nothing_else(server, tmp_path):
 def test_the_cli_reports_a_lasting_fault_in_one_line(server, tmp_path):
     server.plan["sticker"] = [{"status": 503}] * 10
     proc = subprocess.run(
-        [sys.executable, "-m", "sift_graph.cli", "solve", QUESTION, "--model", "openai:test-model",
-         "--base-url", server.base_url, "--timeout", "2", "--checkpoints", str(tmp_path / "runs.sqlite")],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "sift_graph.cli",
+            "solve",
+            QUESTION,
+            "--model",
+            "openai:test-model",
+            "--base-url",
+            server.base_url,
+            "--timeout",
+            "2",
+            "--checkpoints",
+            str(tmp_path / "runs.sqlite"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 1
-    assert proc.stderr.splitlines()[-1] == "sift: error: model call failed: the model server answered HTTP 503: injected 503"
+    assert (
+        proc.stderr.splitlines()[-1]
+        == "sift: error: model call failed: the model server answered HTTP 503: injected 503"
+    )
     assert "Traceback" not in proc.stderr
     # The run is kept, and the message says how to continue it once the server is back.
     thread = proc.stdout.splitlines()[0].removeprefix("thread: ")
@@ -278,12 +360,12 @@ def test_the_cli_reports_a_lasting_fault_in_one_line(server, tmp_path):
 def test_openai_itself_needs_a_key(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    with pytest.raises(ValueError, match="^api_key: "):
+    with pytest.raises(ValueError, match=r"^api_key: "):
         resolve_model("openai:gpt-4o-mini")
 
 
 def test_bad_connection_settings_are_named():
-    with pytest.raises(ValueError, match="^base_url: "):
+    with pytest.raises(ValueError, match=r"^base_url: "):
         SiftContext(base_url="localhost:8000")
-    with pytest.raises(ValueError, match="^request_timeout: "):
+    with pytest.raises(ValueError, match=r"^request_timeout: "):
         SiftContext(request_timeout=0)

@@ -10,8 +10,15 @@ from sift_graph import SiftContext, build_sift_graph
 from sift_graph.state import SiftInput, SiftOutput
 
 ROOT = Path(__file__).resolve().parent.parent
-NODES = {"generate_sticker", "predict_sticker", "predict_query_sticker", "check_consensus",
-         "forward_optimize", "inverse_generate", "direct_answer"}
+NODES = {
+    "generate_sticker",
+    "predict_sticker",
+    "predict_query_sticker",
+    "check_consensus",
+    "forward_optimize",
+    "inverse_generate",
+    "direct_answer",
+}
 
 
 def load_exported_graph():
@@ -43,12 +50,18 @@ def test_mermaid_shows_every_node_and_the_loop():
     for node in NODES:
         assert f"\t{node}({node})" in mermaid
     for edge in (
-        "generate_sticker --> predict_sticker", "generate_sticker --> predict_query_sticker",
-        "predict_sticker --> check_consensus", "predict_query_sticker --> check_consensus",
-        "check_consensus -.-> forward_optimize", "check_consensus -.-> inverse_generate",
-        "check_consensus -.-> direct_answer", "check_consensus -.-> __end__",
-        "inverse_generate --> forward_optimize", "forward_optimize --> predict_sticker",
-        "forward_optimize --> predict_query_sticker", "direct_answer --> __end__",
+        "generate_sticker --> predict_sticker",
+        "generate_sticker --> predict_query_sticker",
+        "predict_sticker --> check_consensus",
+        "predict_query_sticker --> check_consensus",
+        "check_consensus -.-> forward_optimize",
+        "check_consensus -.-> inverse_generate",
+        "check_consensus -.-> direct_answer",
+        "check_consensus -.-> __end__",
+        "inverse_generate --> forward_optimize",
+        "forward_optimize --> predict_sticker",
+        "forward_optimize --> predict_query_sticker",
+        "direct_answer --> __end__",
     ):
         assert edge in mermaid
 
@@ -57,7 +70,13 @@ def test_input_and_output_json_schemas():
     graph = load_exported_graph()
     assert graph.get_input_jsonschema()["required"] == ["question"]
     assert set(graph.get_output_jsonschema()["properties"]) == {
-        "answer", "response", "consensus_round", "sticker", "rounds", "usage"}
+        "answer",
+        "response",
+        "consensus_round",
+        "sticker",
+        "rounds",
+        "usage",
+    }
 
 
 def test_context_fields_are_settable_from_studio():
@@ -67,8 +86,7 @@ def test_context_fields_are_settable_from_studio():
 
 
 def test_a_json_context_as_the_server_sends_it(monkeypatch):
-    from conftest import QUESTION, script_for
-    from sift_graph.testing import ScriptedChatModel
+    from sift_graph.testing import QUESTION, ScriptedChatModel, script_for
 
     model = ScriptedChatModel(script=script_for(["1"], ["2"]))
     monkeypatch.setattr("sift_graph.nodes.resolve_model", lambda spec, connection=None: model)

@@ -13,12 +13,12 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import RetryPolicy
 from typing_extensions import TypedDict
 
-from conftest import QUESTION, script_for
-from test_durable import broken_model
 from sift_graph import SiftContext, build_sift_graph
 from sift_graph.checkpoints import RUN_DURABILITY, open_checkpointer
 from sift_graph.messages import MessagesState, build_sift_messages_graph, last_human_text
-from sift_graph.testing import ScriptedChatModel
+from sift_graph.testing import QUESTION, ScriptedChatModel, script_for
+
+from helpers import broken_model
 
 ROUND_2 = script_for(["4", "5"], ["3", "5"])  # consensus in round 2
 EVERY_STAGE = script_for(["1", "2", "3"], ["4", "5", "6"], direct="9")
@@ -53,8 +53,8 @@ def thread() -> dict:
 
 def test_sift_as_a_node_keeps_the_parent_state_clean():
     model = ScriptedChatModel(script=ROUND_2)
-    result = build_homework_graph().compile().invoke(
-        {"question": QUESTION, "rounds": []}, context=SiftContext(model=model)
+    result = (
+        build_homework_graph().compile().invoke({"question": QUESTION, "rounds": []}, context=SiftContext(model=model))
     )
     assert result["answer"] == "5"
     # Two SIFT rounds, each once: the parent's reducer saw SIFT's output a single time.
@@ -146,7 +146,9 @@ def test_messages_adapter_inside_a_messages_parent_resumes_and_streams(tmp_path)
 
 
 def test_last_human_text_reads_content_blocks_and_rejects_no_question():
-    blocks = HumanMessage(content=[{"type": "text", "text": "What is 2+2?"}, {"type": "image_url", "image_url": {"url": "x"}}])
+    blocks = HumanMessage(
+        content=[{"type": "text", "text": "What is 2+2?"}, {"type": "image_url", "image_url": {"url": "x"}}]
+    )
     assert last_human_text([blocks, AIMessage("4")]) == "What is 2+2?"
-    with pytest.raises(ValueError, match="^messages: no human message"):
+    with pytest.raises(ValueError, match=r"^messages: no human message"):
         last_human_text([AIMessage("hi")])

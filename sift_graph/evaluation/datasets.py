@@ -71,6 +71,8 @@ def parse_record(record: Any) -> tuple[str, str, str | None]:
     """(question, gold answer, id or None) from one JSON object; ValueError says what is missing."""
     if not isinstance(record, dict):
         raise ValueError(f"expected a JSON object, got {type(record).__name__}")
+    question: str | None
+    gold: str | None
     if "Body" in record and "Question" in record:  # SVAMP
         question = f"{_text_field(record, 'Body') or ''} {_text_field(record, 'Question') or ''}".strip()
         gold = _text_field(record, "Answer")
@@ -92,7 +94,9 @@ def parse_record(record: Any) -> tuple[str, str, str | None]:
     if not question:
         raise ValueError("empty question")
     if not gold:
-        raise ValueError("no gold answer: expected an 'answer' field (or a GSM8K '#### N' line, or a \\boxed{} solution)")
+        raise ValueError(
+            "no gold answer: expected an 'answer' field (or a GSM8K '#### N' line, or a \\boxed{} solution)"
+        )
     identifier = record.get("id", record.get("unique_id", record.get("ID", record.get("idx"))))
     return question, gold, None if identifier is None else str(identifier)
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
+from sift_graph.evaluation.records import FALLBACK
 from sift_graph.evaluation.results import ResultSet, load_result_sets
-from sift_graph.evaluation.runner import FALLBACK
 from sift_graph.evaluation.summary import COLUMN_LABELS, COLUMNS, summarize
 
 MARKDOWN_FILE = "report.md"
@@ -33,7 +34,7 @@ def _percent(value: float | None) -> str:
 
 
 def accuracy_text(cell: dict[str, Any]) -> str:
-    """"74.4 [71.9, 76.7]" (Wilson 95%), or "74.4 (72.0-76.1 over 10 runs)" for a mean."""
+    """ "74.4 [71.9, 76.7]" (Wilson 95%), or "74.4 (72.0-76.1 over 10 runs)" for a mean."""
     if cell.get("accuracy") is None:
         return "-"
     if "ci95" in cell:
@@ -64,19 +65,32 @@ def detail_rows(summary: dict[str, Any]) -> list[list[str]]:
         cell = summary["columns"][column]
         exits = "-" if column == "cot" else _percent(summary["exit_shares"][column.removeprefix("stage")]) + "%"
         paired = _p_value(cell["vs_cot"]) if "vs_cot" in cell else "-"
-        rows.append([
-            COLUMN_LABELS[column], accuracy_text(cell), exits,
-            f"{cell['calls_per_question']:.2f}" if cell.get("calls_per_question") is not None else "-",
-            f"{cell['tokens_per_question']:.0f}" if cell.get("tokens_per_question") is not None else "-",
-            paired,
-        ])
+        rows.append(
+            [
+                COLUMN_LABELS[column],
+                accuracy_text(cell),
+                exits,
+                f"{cell['calls_per_question']:.2f}" if cell.get("calls_per_question") is not None else "-",
+                f"{cell['tokens_per_question']:.0f}" if cell.get("tokens_per_question") is not None else "-",
+                paired,
+            ]
+        )
     rows.append(["fallback", "-", _percent(summary["exit_shares"][FALLBACK]) + "%", "-", "-", "-"])
     majority = summary.get("majority")
     if majority:
         for method, label in (("cot", "CoT + majority"), ("sift", "SIFT + majority")):
             cell = majority[method]
             paired = _p_value(cell["vs_cot"]) if "vs_cot" in cell else "-"
-            rows.append([label, accuracy_text(cell), "-", "-", f"{cell['tokens_per_question']:.0f}" if cell["tokens_per_question"] is not None else "-", paired])
+            rows.append(
+                [
+                    label,
+                    accuracy_text(cell),
+                    "-",
+                    "-",
+                    f"{cell['tokens_per_question']:.0f}" if cell["tokens_per_question"] is not None else "-",
+                    paired,
+                ]
+            )
     return rows
 
 
@@ -99,7 +113,10 @@ def footnote(summary: dict[str, Any]) -> str:
 
 def text_table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
+    lines = [
+        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    ]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
 
@@ -130,7 +147,11 @@ def format_markdown(summaries: Sequence[dict[str, Any]]) -> str:
         markdown_table(rows, header),
     ]
     for summary in summaries:
-        parts += [f"## {set_title(summary)}", markdown_table(detail_rows(summary), detail_header(summary)), footnote(summary).replace("\n", "  \n")]
+        parts += [
+            f"## {set_title(summary)}",
+            markdown_table(detail_rows(summary), detail_header(summary)),
+            footnote(summary).replace("\n", "  \n"),
+        ]
     parts.append(f"![accuracy against tokens per question]({PLOT_FILE})")
     return "\n\n".join(parts) + "\n"
 
@@ -151,11 +172,22 @@ def plot(summaries: Sequence[dict[str, Any]], path: Path) -> None:
         xs = [cell["tokens_per_question"] for cell in cells]
         ys = [100 * cell["accuracy"] for cell in cells]
         bounds = [cell.get("ci95") or cell.get("range") for cell in cells]
-        errors = [[y - 100 * low for y, (low, _) in zip(ys, bounds)], [100 * high - y for y, (_, high) in zip(ys, bounds)]]
-        line = axes.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=f"{summary['config']['model']} / {summary['dataset']}")
-        for x, y, column in zip(xs, ys, COLUMNS):
-            axes.annotate(COLUMN_LABELS[column], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8,
-                          color=line.lines[0].get_color())
+        errors = [
+            [y - 100 * low for y, (low, _) in zip(ys, bounds, strict=True)],
+            [100 * high - y for y, (_, high) in zip(ys, bounds, strict=True)],
+        ]
+        line = axes.errorbar(
+            xs, ys, yerr=errors, marker="o", capsize=3, label=f"{summary['config']['model']} / {summary['dataset']}"
+        )
+        for x, y, column in zip(xs, ys, COLUMNS, strict=True):
+            axes.annotate(
+                COLUMN_LABELS[column],
+                (x, y),
+                textcoords="offset points",
+                xytext=(4, 4),
+                fontsize=8,
+                color=line.lines[0].get_color(),
+            )
     axes.set_xlabel("input + output tokens per question")
     axes.set_ylabel("accuracy (%)")
     axes.set_title("SIFT: accuracy against tokens per question")

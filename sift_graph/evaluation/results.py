@@ -18,11 +18,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, TextIO
+from typing import Any, TextIO
 
 from sift_graph import prompts
+from sift_graph.context import SiftContext
 
 RECORD_FORMAT = 1
 """Bumped when records change meaning, so that old and new never share a result set."""
@@ -38,21 +40,20 @@ def prompts_version() -> str:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Everything that can change a result. Not here: concurrency, timeouts, the API key."""
+    """Everything that can change a result: the run settings that can
+    (`SiftContext.result_settings`), the prompts and the record format. Not here:
+    concurrency, timeouts, the API key."""
 
-    model: str
-    base_url: str | None
-    max_tokens: int
-    temperature: float
-    top_p: float | None
-    forward_rounds: int
-    inverse_rounds: int
-    comparator: str
-    prompts: str
+    settings: Mapping[str, Any]
+    prompts: str = field(default_factory=prompts_version)
     record_format: int = RECORD_FORMAT
 
+    @classmethod
+    def from_context(cls, context: SiftContext) -> EvalConfig:
+        return cls(settings=context.result_settings())
+
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**self.settings, "prompts": self.prompts, "record_format": self.record_format}
 
     def digest(self) -> str:
         canonical = json.dumps(self.as_dict(), sort_keys=True)
@@ -114,7 +115,7 @@ class ResultStore:
     def done_keys(self) -> set[tuple[str, int, str]]:
         return {record_key(record) for record in self.records() if record["status"] == "ok"}
 
-    def open(self) -> "ResultStore":
+    def open(self) -> ResultStore:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if not self.config_path.exists():
             description = {"dataset": self.dataset, "digest": self.config.digest(), "config": self.config.as_dict()}
@@ -122,7 +123,7 @@ class ResultStore:
             staging.write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
             staging.replace(self.config_path)  # never a half-written description
         torn_tail = self.path.exists() and self.path.stat().st_size > 0 and not self._ends_with_newline()
-        self._file = open(self.path, "a", encoding="utf-8")
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - held open until close()
         if torn_tail:  # seal a crash's partial line so the next record starts clean
             self._file.write("\n")
         return self
@@ -145,7 +146,7 @@ class ResultStore:
             self._file.close()
             self._file = None
 
-    def __enter__(self) -> "ResultStore":
+    def __enter__(self) -> ResultStore:
         return self.open()
 
     def __exit__(self, *exc: object) -> None:

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 Z_95 = 1.959963984540054  # two-sided 95% quantile of the standard normal
 
@@ -44,7 +44,7 @@ def mcnemar_exact(only_first: int, only_second: int) -> float:
     n = only_first + only_second
     if n == 0:
         return 1.0
-    tail = sum(math.comb(n, k) for k in range(min(only_first, only_second) + 1)) / 2**n
+    tail: float = sum(math.comb(n, k) for k in range(min(only_first, only_second) + 1)) / 2**n
     return min(1.0, 2 * tail)
 
 
@@ -52,8 +52,8 @@ def discordant_pairs(first: Sequence[bool], second: Sequence[bool]) -> tuple[int
     """(first right & second wrong, first wrong & second right) over paired outcomes."""
     if len(first) != len(second):
         raise ValueError(f"paired outcomes differ in length: {len(first)} vs {len(second)}")
-    only_first = sum(1 for a, b in zip(first, second) if a and not b)
-    only_second = sum(1 for a, b in zip(first, second) if b and not a)
+    only_first = sum(1 for a, b in zip(first, second, strict=True) if a and not b)
+    only_second = sum(1 for a, b in zip(first, second, strict=True) if b and not a)
     return only_first, only_second
 
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from sift_graph.answers import answers_agree
-from sift_graph.evaluation.runner import FALLBACK, STAGES
+from sift_graph.evaluation.records import FALLBACK, STAGES
 from sift_graph.evaluation.stats import discordant_pairs, majority_vote, mcnemar_exact, wilson_interval
 
 COLUMNS = ("cot", "stage1", "stage2", "stage3")
@@ -114,7 +115,10 @@ def majority_summary(records: Sequence[Record], samples: int, same: Callable[[st
             tokens[method].append(sum(cost_at(record, stage)[1] for record in group))
     return {
         "questions": len(complete),
-        "cot": {**accuracy_cell(voted["cot"]), "tokens_per_question": statistics.fmean(tokens["cot"]) if complete else None},
+        "cot": {
+            **accuracy_cell(voted["cot"]),
+            "tokens_per_question": statistics.fmean(tokens["cot"]) if complete else None,
+        },
         "sift": {
             **accuracy_cell(voted["sift"]),
             "tokens_per_question": statistics.fmean(tokens["sift"]) if complete else None,

@@ -21,17 +21,19 @@ import os
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
-from sift_graph.calls import TAG_PREFIX
+from sift_graph.models.specs import Connection
+from sift_graph.state import TAG_PREFIX, role_of_tags
 
 Reply = str | dict[str, Any]
 
@@ -51,13 +53,13 @@ class ScriptedChatModel(BaseChatModel):
     """Seconds each call takes (sleeps; `asyncio.sleep` on the async path)."""
     before_reply: Callable[[str], None] | None = None
     """Called with the role inside every sync call, before it replies (test hooks)."""
-    failures: dict[str, int] = {}
+    failures: dict[str, int] = Field(default_factory=dict)
     """Per role, how many first calls raise ConnectionError (a transient fault to retry)."""
     fault_latency: float = 0.0
     """Seconds a scripted fault takes before it is raised (a failing server is seldom
     instant): lets a test have the sibling prediction finish before its partner fails."""
     accepts_decoding_kwargs: bool = True
-    hold: dict[str, int] = {}
+    hold: dict[str, int] = Field(default_factory=dict)
     """Per role, the call number (1-based) that never returns: a process stuck mid-call,
     for crash tests that kill it there."""
     call_log: str | None = None
@@ -106,10 +108,10 @@ class ScriptedChatModel(BaseChatModel):
 
     def _role(self, run_manager: Any) -> str:
         tags = list(getattr(run_manager, "tags", None) or [])
-        roles = [tag[len(TAG_PREFIX) :] for tag in tags if tag.startswith(TAG_PREFIX)]
-        if len(roles) != 1:
+        role = role_of_tags(tags)
+        if role is None:
             raise ValueError(f"ScriptedChatModel: expected one '{TAG_PREFIX}<role>' tag, got {tags}")
-        return roles[0]
+        return role
 
     def _fault(self, role: str) -> ConnectionError | None:
         """This attempt's scripted fault, if it is one of the role's first `failures`."""
@@ -164,7 +166,7 @@ class ScriptedChatModel(BaseChatModel):
         self._log("finish", role, call)
 
     def _held(self, role: str, reply: dict[str, Any]) -> bool:
-        return reply["call"] == self.hold.get(role)
+        return bool(reply["call"] == self.hold.get(role))
 
     def _log(self, event: str, role: str, call: int) -> None:
         if self.call_log is None:
@@ -245,3 +247,8 @@ def scripted_model_from_file(path: str | os.PathLike[str]) -> ScriptedChatModel:
         return ScriptedChatModel(**settings)
     except Exception as exc:  # pydantic's message names the bad key
         raise ValueError(f"model: scripted model file {str(file)!r}: {exc}") from exc
+
+
+def load_spec_target(target: str, connection: Connection | None = None) -> ScriptedChatModel:
+    """The `scripted:<file.json>` model spec."""
+    return scripted_model_from_file(target)

@@ -1,4 +1,4 @@
-"""`sift eval` and `sift report`: parsers and commands (the `sift` entry point hooks them in).
+"""`sift eval` and `sift report`: their flags and commands (the library is `sift_graph.evaluation`).
 
     sift eval --dataset gsm8k --model openai:llama3 --base-url http://localhost:8000/v1 \\
         --limit 200 --concurrency 8 --out runs/
@@ -17,16 +17,16 @@ import sys
 import time
 from typing import Any, TextIO
 
-from sift_graph.cli import (
+from sift_graph.cli.common import (
     ModelFault,
     UsageError,
-    _quiet_transformers,
     add_model_arguments,
     context_from_args,
     load_model_quietly,
+    quiet_transformers,
 )
 from sift_graph.evaluation.datasets import DatasetError, dataset_names, load_dataset
-from sift_graph.evaluation.results import EvalConfig, ResultSet, ResultStore, prompts_version, read_records, record_key
+from sift_graph.evaluation.results import EvalConfig, ResultSet, ResultStore, read_records, record_key
 
 DEFAULT_OUT = "sift-eval"
 
@@ -38,7 +38,9 @@ def add_eval_commands(commands: Any) -> None:
     evaluate.add_argument("--limit", type=int, default=None, help="only the first N questions")
     evaluate.add_argument("--concurrency", type=int, default=4, help="questions in flight at once (default 4)")
     evaluate.add_argument("--out", default=DEFAULT_OUT, help=f"results folder (default {DEFAULT_OUT}); rerun to resume")
-    evaluate.add_argument("--samples", type=int, default=1, help="runs per question, with --temperature > 0 (majority vote)")
+    evaluate.add_argument(
+        "--samples", type=int, default=1, help="runs per question, with --temperature > 0 (majority vote)"
+    )
     add_model_arguments(evaluate)
     evaluate.set_defaults(run=eval_command)
 
@@ -55,20 +57,6 @@ def _check_counts(args: argparse.Namespace) -> None:
         raise UsageError("--samples > 1 needs --temperature > 0 (greedy runs would all be the same)")
 
 
-def eval_config(args: argparse.Namespace) -> EvalConfig:
-    return EvalConfig(
-        model=args.model,
-        base_url=args.base_url,
-        max_tokens=args.max_tokens,
-        temperature=float(args.temperature),
-        top_p=args.top_p if args.temperature > 0 else None,  # ignored when greedy: not a new config
-        forward_rounds=args.forward_rounds,
-        inverse_rounds=args.inverse_rounds,
-        comparator=args.comparator,
-        prompts=prompts_version(),
-    )
-
-
 def eval_command(args: argparse.Namespace, out: TextIO | None = None, progress: TextIO | None = None) -> int:
     out, progress = out or sys.stdout, progress or sys.stderr
     from sift_graph.evaluation.report import format_text, summarize_sets
@@ -80,19 +68,26 @@ def eval_command(args: argparse.Namespace, out: TextIO | None = None, progress: 
     except DatasetError as exc:
         raise UsageError(str(exc)) from exc
     context = context_from_args(args)
-    store = ResultStore(args.out, dataset, eval_config(args))
+    store = ResultStore(args.out, dataset, EvalConfig.from_context(context))
     wanted = len(questions) * args.samples
     wanted_keys = {(q.id, sample, q.sha) for q in questions for sample in range(args.samples)}
     done = len(store.done_keys() & wanted_keys)
     print(f"results: {store.path} ({done} of {wanted} already done)", file=progress, flush=True)
     if done < wanted:
-        _quiet_transformers()
+        quiet_transformers()
         started = time.monotonic()
         print(f"model: {args.model} (loading...)", file=progress, flush=True)
         context.model = load_model_quietly(context)
         print(f"model ready in {time.monotonic() - started:.1f} s", file=progress, flush=True)
         outcome = asyncio.run(
-            run_eval(questions, store=store, context=context, samples=args.samples, concurrency=args.concurrency, progress=progress)
+            run_eval(
+                questions,
+                store=store,
+                context=context,
+                samples=args.samples,
+                concurrency=args.concurrency,
+                progress=progress,
+            )
         )
         if outcome.finished and outcome.errors == outcome.finished:
             raise ModelFault(f"every question failed, e.g. {outcome.first_error}")

@@ -1,0 +1,7 @@
+"""`python -m sift_graph.cli`: the `sift` command."""
+
+import sys
+
+from sift_graph.cli.main import main
+
+sys.exit(main())

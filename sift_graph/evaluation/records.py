@@ -1,0 +1,93 @@
+"""What one evaluated (question, sample) is stored as, and the stages the paper reports:
+small pure functions over the graph's output, shared by the runner and the report.
+
+Stage 1 is SIFT's first round, stage 2 forward optimization, stage 3 inverse generation
+(+FO); a question no round settled ends at the fallback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sift_graph.answers import answers_agree
+from sift_graph.evaluation.datasets import Question
+from sift_graph.state import RoleUsage, RoundRecord
+
+STAGE_OF_ROUND_KIND = {"sticker": 1, "forward": 2, "inverse": 3}
+STAGES = (1, 2, 3)
+FALLBACK = "fallback"
+
+Cost = dict[str, int]
+"""calls, input_tokens, output_tokens."""
+
+
+def empty_cost() -> Cost:
+    return {"calls": 0, "input_tokens": 0, "output_tokens": 0}
+
+
+def add_usage(cost: Cost, usage: Mapping[str, RoleUsage]) -> Cost:
+    """`cost` plus every role's counters in `usage` (a new dict)."""
+    total = dict(cost)
+    for counts in usage.values():
+        for name in ("calls", "input_tokens", "output_tokens"):
+            total[name] += int(counts[name])
+    return total
+
+
+def usage_by_stage(rounds: Sequence[RoundRecord], usage: Mapping[str, RoleUsage]) -> dict[str, Cost]:
+    """A run's calls summed per stage ("1", "2", "3") plus the fallback: each round
+    carries its own calls; the fallback's is the run's `direct` call."""
+    stages = {str(stage): empty_cost() for stage in STAGES} | {FALLBACK: empty_cost()}
+    for record in rounds:
+        key = str(STAGE_OF_ROUND_KIND[record["kind"]])
+        stages[key] = add_usage(stages[key], record["usage"])
+    if "direct" in usage:
+        stages[FALLBACK] = add_usage(stages[FALLBACK], {"direct": usage["direct"]})
+    return stages
+
+
+def exit_stage(output: Mapping[str, Any]) -> int | None:
+    """The stage SIFT stopped at with a consensus answer, or None for the fallback."""
+    agreed = output.get("consensus_round")
+    if agreed is None:
+        return None
+    kind = next(record["kind"] for record in output["rounds"] if record["round"] == agreed)
+    return STAGE_OF_ROUND_KIND[kind]
+
+
+def method_result(answer: str | None, gold: str, cost: Cost, comparator: str) -> dict[str, Any]:
+    """Grade an answer against the gold one, with consensus's own equivalence."""
+    return {"answer": answer, "correct": answers_agree(gold, answer, comparator), **cost}  # type: ignore[arg-type]
+
+
+def build_record(
+    question: Question, cot_output: Mapping[str, Any], sift_output: Mapping[str, Any], comparator: str
+) -> dict[str, Any]:
+    """The stored result of one (question, sample); see `summary` for how it is read."""
+    rounds = sift_output.get("rounds") or []
+    usage = sift_output.get("usage") or {}
+    return {
+        "status": "ok",
+        "cot": method_result(
+            cot_output.get("answer"),
+            question.answer,
+            add_usage(empty_cost(), cot_output.get("usage") or {}),
+            comparator,
+        ),
+        "sift": {
+            **method_result(sift_output.get("answer"), question.answer, add_usage(empty_cost(), usage), comparator),
+            "consensus_round": sift_output.get("consensus_round"),
+            "exit_stage": exit_stage(sift_output),
+        },
+        "stage_costs": usage_by_stage(rounds, usage),
+        "rounds": [
+            {
+                "round": record["round"],
+                "kind": record["kind"],
+                "answers": [record["predict_sticker"]["answer"], record["predict_query_sticker"]["answer"]],
+                "agreed": record["agreed"],
+            }
+            for record in rounds
+        ],
+    }

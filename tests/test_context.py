@@ -1,0 +1,94 @@
+"""`SiftContext` is the one definition of a run setting: the CLI flags, the settings
+stored for `--resume` and the evaluation digest are all derived from its fields."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pytest
+
+from sift_graph import SiftContext
+from sift_graph.cli.common import ArgumentParser, UsageError, add_model_arguments, context_from_args
+from sift_graph.context import setting_specs
+from sift_graph.evaluation.results import EvalConfig
+
+
+@dataclass(kw_only=True)
+class ExtendedContext(SiftContext):
+    """What a contributor adds: one field, nothing else."""
+
+    beam_width: int = field(default=1, metadata={"description": "beams per model call"})
+
+
+def parser_for(context_class: type[SiftContext], *, resumable: bool = False) -> ArgumentParser:
+    parser = ArgumentParser(prog="test")
+    add_model_arguments(parser, resumable=resumable, context_class=context_class)
+    return parser
+
+
+def test_a_new_field_reaches_the_cli_the_resume_settings_and_the_digest():
+    args = parser_for(ExtendedContext).parse_args(["--beam-width", "3", "--max-tokens", "64"])
+    context = context_from_args(args, context_class=ExtendedContext)
+    assert (context.beam_width, context.max_tokens) == (3, 64)
+
+    stored = context.stored_settings()
+    assert stored["beam_width"] == 3
+    resumed = context_from_args(parser_for(ExtendedContext, resumable=True).parse_args([]), stored, ExtendedContext)
+    assert resumed.beam_width == 3 and resumed.max_tokens == 64
+    overridden = context_from_args(
+        parser_for(ExtendedContext, resumable=True).parse_args(["--beam-width", "5"]), stored, ExtendedContext
+    )
+    assert overridden.beam_width == 5 and overridden.max_tokens == 64
+
+    assert EvalConfig.from_context(context).as_dict()["beam_width"] == 3
+    assert EvalConfig.from_context(context).digest() != EvalConfig.from_context(ExtendedContext(max_tokens=64)).digest()
+
+
+def test_the_flags_keep_their_names():
+    flags = {spec.flag for spec in setting_specs()}
+    assert flags == {
+        "--model", "--base-url", "--api-key", "--timeout", "--max-tokens", "--temperature", "--top-p",
+        "--forward-rounds", "--inverse-rounds", "--comparator",
+    }  # fmt: skip
+    help_text = parser_for(SiftContext).format_help()
+    assert "new-token limit of every model call (default 1024)" in help_text
+
+
+def test_the_api_key_is_never_stored_nor_part_of_a_digest():
+    context = SiftContext(model="openai:m", base_url="http://127.0.0.1:9/v1", api_key="sk-secret")
+    assert "api_key" not in context.stored_settings()
+    assert "api_key" not in EvalConfig.from_context(context).as_dict()
+    assert "sk-secret" not in repr(context)
+
+
+def test_what_cannot_change_an_answer_is_left_out_of_the_digest():
+    base = EvalConfig.from_context(SiftContext()).digest()
+    assert EvalConfig.from_context(SiftContext(request_timeout=5)).digest() == base
+    assert EvalConfig.from_context(SiftContext(top_p=0.9)).digest() == base  # greedy: top_p does nothing
+    assert EvalConfig.from_context(SiftContext(temperature=0)).digest() == base  # 0 and 0.0 are one setting
+    assert EvalConfig.from_context(SiftContext(temperature=0.6, top_p=0.9)).digest() != base
+
+
+def test_stored_settings_from_an_earlier_version_still_resume():
+    context = SiftContext.from_settings({"timeout": 30.0, "max_tokens": 7})
+    assert (context.request_timeout, context.max_tokens) == (30.0, 7)
+
+
+def test_an_unknown_stored_or_json_setting_is_named():
+    with pytest.raises(ValueError, match=r"^beam_width: not a SIFT setting"):
+        SiftContext.from_settings({"beam_width": 2})
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_non_finite_numbers_are_rejected(value):
+    with pytest.raises(ValueError, match=r"^request_timeout: "):
+        SiftContext(request_timeout=value)
+    with pytest.raises(ValueError, match=r"^temperature: "):
+        SiftContext(temperature=value)
+
+
+def test_a_bad_flag_value_is_one_usage_error():
+    args = parser_for(SiftContext).parse_args(["--max-tokens", "0"])
+    with pytest.raises(UsageError, match=r"^max_tokens: expected an integer >= 1, got 0"):
+        context_from_args(args)
