@@ -110,6 +110,29 @@ def _sqlite_path(setting: str) -> str:
     return path
 
 
+# The saver's tables and the columns it reads (LangGraph's SqliteSaver schema).
+_SAVER_COLUMNS = {
+    "checkpoints": {"thread_id", "checkpoint_ns", "checkpoint_id", "parent_checkpoint_id", "checkpoint", "metadata"},
+    "writes": {"thread_id", "checkpoint_ns", "checkpoint_id", "task_id", "idx", "channel", "value"},
+}
+
+
+def foreign_store_problem(connection: sqlite3.Connection) -> str | None:
+    """Why a SQLite database belongs to something else (None when it is empty or ours):
+    adding our tables to another program's database, or failing mid-run on its tables,
+    would both be worse than refusing it up front."""
+    tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if not tables:
+        return None
+    if not tables & set(_SAVER_COLUMNS):
+        return f"it holds other tables ({', '.join(sorted(tables)[:4])})"
+    for table, needed in _SAVER_COLUMNS.items():
+        columns = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
+        if columns and not needed <= columns:
+            return f"its {table!r} table lacks {', '.join(sorted(needed - columns))}"
+    return None
+
+
 class SqliteFileSaver(SqliteSaver):
     """LangGraph's `SqliteSaver` (same tables, same file format) that also serves
     `ainvoke`: its async methods run the sync ones in place.
@@ -129,6 +152,8 @@ class SqliteFileSaver(SqliteSaver):
         # autocommit off (Python's default): the saver commits each write itself
         connection = sqlite3.connect(path, check_same_thread=False)
         try:
+            if problem := foreign_store_problem(connection):
+                raise sqlite3.DatabaseError(f"not a SIFT checkpoint store: {problem}")
             saver = cls(connection)
             saver.setup()
             connection.execute(_SQLITE_SYNCHRONOUS)

@@ -27,6 +27,11 @@ from sift_graph.models.specs import DEFAULT_MODEL_SPEC, Connection, validate_mod
 
 Comparator = Literal["math", "string"]
 
+MAX_ROUNDS = 16
+"""The most forward (and, apart, inverse) rounds a run may ask for. The paper runs one of
+each; its iterative-optimization study gains little after a few. Past this a run is
+almost surely a typo (`--forward-rounds 1000`), and each round costs two full solves."""
+
 # Field metadata keys beyond react-agent's "description":
 #   "flag":    the CLI flag, when it is not `--` + the name with dashes;
 #   "secret":  never stored with a run, never part of a digest, hidden from `repr`;
@@ -94,6 +99,8 @@ class SiftContext:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name}: expected an integer >= 0, got {value!r}")
+            if value > MAX_ROUNDS:
+                raise ValueError(f"{name}: at most {MAX_ROUNDS} rounds (each costs two full solves), got {value}")
         if isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int) or self.max_tokens < 1:
             raise ValueError(f"max_tokens: expected an integer >= 1, got {self.max_tokens!r}")
         if not _is_number(self.temperature) or not 0 <= self.temperature <= 2:

@@ -10,6 +10,13 @@ from __future__ import annotations
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 
+class MalformedReplyError(Exception):
+    """A server answered 200 with something that is not an OpenAI chat completion: invalid
+    JSON, an HTML page (a misconfigured proxy or base URL), no choices. Retried like
+    a transient fault (an overloaded server or a proxy can send one), then reported
+    in one line."""
+
+
 def is_transient_fault(exc: BaseException) -> bool:
     import httpx
     import openai
@@ -20,7 +27,7 @@ def is_transient_fault(exc: BaseException) -> bool:
         return exc.status_code in RETRYABLE_STATUS
     if isinstance(exc, httpx.HTTPStatusError):
         return exc.response.status_code in RETRYABLE_STATUS
-    return isinstance(exc, (ConnectionError, TimeoutError, httpx.TransportError))
+    return isinstance(exc, (ConnectionError, TimeoutError, httpx.TransportError, MalformedReplyError))
 
 
 def describe_fault(exc: BaseException) -> str:
@@ -35,4 +42,6 @@ def describe_fault(exc: BaseException) -> str:
         return "the model server did not answer in time (request_timeout)"
     if isinstance(exc, openai.APIConnectionError):
         return f"cannot reach the model server: {exc.__cause__ or exc}"
+    if isinstance(exc, MalformedReplyError):
+        return str(exc)
     return f"{type(exc).__name__}: {exc}"

@@ -6,9 +6,10 @@ checkpoints serialize cheaply and a run's output can be dumped as one JSON objec
 
 from __future__ import annotations
 
-import operator
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
+from langgraph.channels import DeltaChannel
 from typing_extensions import TypedDict
 
 Role = Literal["sticker", "predict_sticker", "predict_query_sticker", "forward", "inverse", "direct"]
@@ -116,6 +117,13 @@ def usage_since(total: dict[str, RoleUsage], spent: list[dict[str, RoleUsage]]) 
     return left
 
 
+def append_rounds(rounds: list[RoundRecord], writes: Sequence[list[RoundRecord]]) -> list[RoundRecord]:
+    """Reducer of `rounds`: each write appends its records. `rounds` is a delta channel:
+    a checkpoint stores the step's new records, not the whole list again, so the
+    store grows with the rounds run, not with their square."""
+    return [*rounds, *(record for write in writes for record in write)]
+
+
 class SiftInput(TypedDict):
     question: str
 
@@ -136,7 +144,7 @@ class SiftOutput(TypedDict):
     """1-based round that reached consensus, or None when the fallback answered."""
     sticker: Sticker | None
     """The last sticker the run used."""
-    rounds: Annotated[list[RoundRecord], operator.add]
+    rounds: Annotated[list[RoundRecord], DeltaChannel(append_rounds)]
     usage: Annotated[dict[str, RoleUsage], merge_usage]
 
 
@@ -152,6 +160,14 @@ class SiftState(SiftInput, SiftOutput, total=False):
 
 
 OUTPUT_KEYS: tuple[str, ...] = tuple(SiftOutput.__annotations__)
+
+
+def run_finished(values: Mapping[str, Any]) -> bool:
+    """Whether a run's saved state is that of a finished run: it answered (by consensus
+    or by the fallback; both set `response`, even to an empty text). An empty `next`
+    alone does not say so: a run interrupted after a step's writes were saved, but
+    before the checkpoint that applies them, has no `next` either."""
+    return "response" in values
 
 
 def output_of(state: dict[str, Any]) -> dict[str, Any]:

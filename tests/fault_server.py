@@ -6,6 +6,7 @@ Each chat completion request is answered by the next planned action for its SIFT
     {"status": 429}                      an HTTP error with an OpenAI-style error body
     {"hang": 2.0}                        sleep this long, then answer normally
     {"drop": True}                       send part of a response and close the connection
+    {"raw": "<html>..", "content_type": "text/html"}   a 200 whose body is this text as is
     {"content": "...", "finish_reason": "stop", "reasoning_content": "..."}   a reply
 """
 
@@ -104,6 +105,14 @@ class FaultServer:
                     self._send_json(
                         action["status"], {"error": {"message": f"injected {action['status']}", "type": "server_error"}}
                     )
+                    return
+                if "raw" in action:
+                    data = action["raw"].encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", action.get("content_type", "application/json"))
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
                     return
                 if action.get("drop"):
                     self.wfile.write(

@@ -3,16 +3,38 @@ question, stickers and scripts in `sift_graph.testing`)."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
 
 import pytest
+from langgraph.types import RetryPolicy
 
+from sift_graph.faults import is_transient_fault
 from sift_graph.testing import ScriptedChatModel, script_for
+
+ROOT = Path(__file__).resolve().parent.parent
 
 POSTGRES_URL_ENV = "SIFT_TEST_POSTGRES_URL"
 
 EVERY_STAGE = script_for(["1", "2", "3"], ["4", "5", "6"], direct="9")
 """Every round disagrees: a run passes through every stage and ends in the fallback (answer 9)."""
+
+
+FAST_RETRY = RetryPolicy(
+    max_attempts=4, initial_interval=0.01, backoff_factor=1.0, jitter=False, retry_on=is_transient_fault
+)
+"""The model nodes' retry policy, its waits shortened for tests."""
+
+
+def flatten(script: dict[str, Any]) -> dict[str, str]:
+    """The fault server answers each role with one reply: the first of a scripted list."""
+    return {role: replies[0] if isinstance(replies, list) else replies for role, replies in script.items()}
 
 
 def postgres_url() -> str:
@@ -34,3 +56,55 @@ def broken_model(broken_role: str) -> ScriptedChatModel:
 def answer_cli_with(monkeypatch: pytest.MonkeyPatch, model: object) -> None:
     """Make every model spec the `sift` CLI resolves answer with `model`."""
     monkeypatch.setattr("sift_graph.cli.common.resolve_model", lambda spec, connection=None: model)
+
+
+# --- real `sift` processes running the scripted model -----------------------------------
+
+
+def start_sift(*args: str, **popen: Any) -> subprocess.Popen[str]:
+    """`sift ARGS` in a process of its own (this checkout's code), output captured."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "sift_graph.cli", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **popen.pop("env", {})},
+        **popen,
+    )
+
+
+def finished(process: subprocess.Popen[str], timeout: float = 120) -> dict[str, Any]:
+    """The JSON result of a `sift solve --json` process that must succeed."""
+    out, err = process.communicate(timeout=timeout)
+    assert process.returncode == 0, err
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+def scripted_spec(folder: Path, name: str, script: dict[str, Any] = EVERY_STAGE, **settings: Any) -> str:
+    """A `scripted:<file>` model spec, the file written with `script` and the
+    ScriptedChatModel `settings` (latency, hold, call_log, ...)."""
+    path = folder / f"{name}.json"
+    path.write_text(json.dumps({"script": script, **settings}), encoding="utf-8")
+    return f"scripted:{path}"
+
+
+def log_of(path: Path) -> list[dict[str, Any]]:
+    """The scripted model's call log (`call_log`): start/finish/cancel lines."""
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
+
+
+def counts(entries: list[dict[str, Any]], event: str) -> Counter[str]:
+    return Counter(entry["role"] for entry in entries if entry["event"] == event)
+
+
+def wait_for_call(log: Path, role: str, call: int, process: subprocess.Popen[str], timeout: float = 60) -> None:
+    """Until `process` has started call number `call` of `role` (by its call log)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(e == {"event": "start", "role": role, "call": call, "pid": process.pid} for e in log_of(log)):
+            return
+        assert process.poll() is None, process.communicate()[1]
+        time.sleep(0.05)
+    raise AssertionError(f"the run never reached call {call} of {role}")

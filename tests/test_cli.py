@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import sys
@@ -62,7 +63,7 @@ def test_question_from_a_file_and_from_stdin(scripted_cli, capsys, tmp_path, mon
     path.write_text(QUESTION + "\n", encoding="utf-8")
     assert cli.main(["solve", "--file", str(path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["answer"] == "5"
-    monkeypatch.setattr("sys.stdin", __import__("io").StringIO(QUESTION))
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(QUESTION.encode())))
     assert cli.main(["solve", "--file", "-", "--json"]) == 0
     assert scripted_cli.calls[0].prompt.count(QUESTION) == 1
 

@@ -8,11 +8,8 @@ the process is killed.
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -21,12 +18,10 @@ import pytest
 
 from sift_graph.testing import QUESTION
 
-from helpers import EVERY_STAGE, postgres_url
+from helpers import counts, finished, log_of, postgres_url, scripted_spec, start_sift, wait_for_call
 
 pytestmark = pytest.mark.slow  # real processes: about 10 s a kill point
 
-SCRIPT = EVERY_STAGE
-ROOT = Path(__file__).resolve().parent.parent
 # Where the process is killed: (role, its call number). One point in every round.
 KILL_POINTS = [
     pytest.param("predict_query_sticker", 1, id="round-1-prediction"),
@@ -39,35 +34,8 @@ KILL_POINTS = [
 ]
 
 
-def sift(*args: str, checkpoints: Path | str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "sift_graph.cli", "solve", *args, "--json", "--checkpoints", str(checkpoints)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-
-
-def finished(process: subprocess.Popen) -> dict:
-    out, err = process.communicate(timeout=120)
-    assert process.returncode == 0, err
-    return json.loads(out)
-
-
-def scripted_spec(folder: Path, name: str, **settings) -> str:
-    path = folder / f"{name}.json"
-    path.write_text(json.dumps({"script": SCRIPT, **settings}), encoding="utf-8")
-    return f"scripted:{path}"
-
-
-def log_of(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
-
-
-def counts(entries: list[dict], event: str) -> Counter:
-    return Counter(entry["role"] for entry in entries if entry["event"] == event)
+def sift(*args: str, checkpoints: Path | str) -> subprocess.Popen[str]:
+    return start_sift("solve", *args, "--json", "--checkpoints", str(checkpoints))
 
 
 @pytest.fixture(scope="module")
@@ -77,16 +45,6 @@ def clean_run(tmp_path_factory) -> tuple[dict, Counter]:
     model = scripted_spec(folder, "clean", call_log=str(log))
     result = finished(sift(QUESTION, "--model", model, checkpoints=folder / "runs.sqlite"))
     return result, counts(log_of(log), "finish")
-
-
-def wait_for_call(log: Path, role: str, call: int, process: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(e == {"event": "start", "role": role, "call": call, "pid": process.pid} for e in log_of(log)):
-            return
-        assert process.poll() is None, process.communicate()[1]
-        time.sleep(0.05)
-    raise AssertionError(f"the run never reached call {call} of {role}")
 
 
 @pytest.mark.parametrize(("role", "call"), KILL_POINTS)

@@ -4,6 +4,8 @@ stopped, keeps every finished model call, and ends as a clean run does."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import uuid
 
 import pytest
@@ -169,13 +171,14 @@ def test_cli_resume_after_ctrl_c_continues_the_run(cli_runs, capsys):
         "direct": 1,
     }
 
-    def interrupt_at_inverse(role: str) -> None:
-        if role == "inverse" and cli_runs.call_counts().get("inverse", 0) == 0 and not interrupted:
+    def ctrl_c_at_inverse(role: str) -> None:
+        if role == "inverse" and not interrupted:
             interrupted.append(role)
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, while the call is in flight
 
     interrupted: list[str] = []
-    cli_runs.before_reply = interrupt_at_inverse
+    cli_runs.before_reply = ctrl_c_at_inverse
+    cli_runs.hold = {"inverse": 1}  # the first inverse generation never answers by itself
     assert cli.main(["solve", QUESTION, "--max-tokens", "77", "--json"]) == cli.EXIT_INTERRUPTED
     out, err = capsys.readouterr()
     thread = thread_of(err)

@@ -12,7 +12,6 @@ import openai
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
-from langgraph.types import RetryPolicy
 
 from sift_graph import SiftContext, build_sift_graph
 from sift_graph.faults import is_transient_fault
@@ -21,16 +20,9 @@ from sift_graph.prompts import sticker_prompt
 from sift_graph.testing import QUESTION, STICKER, boxed, script_for
 
 from fault_server import FaultServer
+from helpers import FAST_RETRY, flatten
 
-FAST_RETRY = RetryPolicy(
-    max_attempts=4, initial_interval=0.01, backoff_factor=1.0, jitter=False, retry_on=is_transient_fault
-)
 SECRET = "sk-test-7f3a9c1e5b2d4f6a8c0e"
-
-
-def flatten(script: dict) -> dict[str, str]:
-    """The fault server answers each role with one reply: the first of a scripted list."""
-    return {role: replies[0] if isinstance(replies, list) else replies for role, replies in script.items()}
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@
 """
 
 from sift_graph.cli.common import (
+    EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
     EXIT_MODEL_FAULT,
     EXIT_USAGE,
@@ -17,6 +18,7 @@ from sift_graph.cli.main import build_parser, main
 from sift_graph.cli.output import format_event, format_summary
 
 __all__ = [
+    "EXIT_BROKEN_PIPE",
     "EXIT_INTERRUPTED",
     "EXIT_MODEL_FAULT",
     "EXIT_USAGE",

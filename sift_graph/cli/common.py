@@ -16,6 +16,7 @@ from sift_graph.models.specs import resolve_model
 EXIT_MODEL_FAULT = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a reader that went away
 
 
 class UsageError(Exception):

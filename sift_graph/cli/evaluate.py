@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any, TextIO
 
 from sift_graph.cli.common import (
@@ -25,8 +27,10 @@ from sift_graph.cli.common import (
     load_model_quietly,
     quiet_transformers,
 )
-from sift_graph.evaluation.datasets import DatasetError, dataset_names, load_dataset
+from sift_graph.context import SiftContext
+from sift_graph.evaluation.datasets import DatasetError, Question, dataset_names, load_dataset
 from sift_graph.evaluation.results import EvalConfig, ResultSet, ResultStore, read_records, record_key
+from sift_graph.locks import LockHeld
 
 DEFAULT_OUT = "sift-eval"
 
@@ -59,8 +63,6 @@ def _check_counts(args: argparse.Namespace) -> None:
 
 def eval_command(args: argparse.Namespace, out: TextIO | None = None, progress: TextIO | None = None) -> int:
     out, progress = out or sys.stdout, progress or sys.stderr
-    from sift_graph.evaluation.report import format_text, summarize_sets
-    from sift_graph.evaluation.runner import run_eval
 
     _check_counts(args)
     try:
@@ -69,6 +71,37 @@ def eval_command(args: argparse.Namespace, out: TextIO | None = None, progress: 
         raise UsageError(str(exc)) from exc
     context = context_from_args(args)
     store = ResultStore(args.out, dataset, EvalConfig.from_context(context))
+    with held_results(store):
+        return evaluate(args, store, questions, context, out, progress)
+
+
+@contextlib.contextmanager
+def held_results(store: ResultStore) -> Iterator[None]:
+    """The result set held by this process; a bad folder or another process on the same
+    set is bad input (exit 2), found before any model loads."""
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(store.held())
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+        except LockHeld as exc:
+            by = f"pid {exc.holder}" if exc.holder is not None else "another process"
+            raise UsageError(f"results {store.path} are being written by {by}") from exc
+        yield
+
+
+def evaluate(
+    args: argparse.Namespace,
+    store: ResultStore,
+    questions: list[Question],
+    context: SiftContext,
+    out: TextIO,
+    progress: TextIO,
+) -> int:
+    from sift_graph.evaluation.report import format_text, summarize_sets
+    from sift_graph.evaluation.runner import run_eval
+
+    dataset = store.dataset
     wanted = len(questions) * args.samples
     wanted_keys = {(q.id, sample, q.sha) for q in questions for sample in range(args.samples)}
     done = len(store.done_keys() & wanted_keys)

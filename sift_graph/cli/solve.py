@@ -8,18 +8,24 @@ printed as the first line, `thread: <id>`, before any model call. `--resume THRE
 continues an interrupted run with the settings it was started with: finished model
 calls are kept, none is made twice. With `--json`, stdout holds only the output as one
 JSON object (with `thread_id`) and everything else goes to stderr.
+
+Runs go on the async path, so Ctrl-C cancels the model calls in flight at once (a
+second Ctrl-C exits without waiting for anything); what finished is already saved.
+A run is held by one process at a time (`locks.run_lock`).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import os
+import signal
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -28,13 +34,14 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from sift_graph.checkpoints import (
     RUN_DURABILITY,
+    aopen_checkpointer,
     checkpoint_kind,
     default_checkpoints,
     describe_checkpoints,
-    open_checkpointer,
     sqlite_file,
 )
 from sift_graph.cli.common import (
+    EXIT_INTERRUPTED,
     ModelFault,
     UsageError,
     add_model_arguments,
@@ -46,7 +53,8 @@ from sift_graph.cli.common import (
 from sift_graph.cli.output import format_event, format_summary
 from sift_graph.context import SiftContext
 from sift_graph.faults import describe_fault
-from sift_graph.state import output_of, validate_question
+from sift_graph.locks import LockHeld, run_lock
+from sift_graph.state import output_of, run_finished, validate_question
 
 SETTINGS_METADATA_KEY = "sift_settings"
 """Checkpoint metadata key of a run's settings (`SiftContext.stored_settings`, as JSON:
@@ -76,10 +84,12 @@ def read_question(args: argparse.Namespace) -> str:
         raise UsageError("give the question as an argument or with --file, not both")
     if args.file is not None:
         try:
-            text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise UsageError(f"cannot read question file {args.file!r}: {reason}") from exc
+            raw = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+            text = raw.decode("utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot read question file {args.file!r}: {exc.strerror or exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"cannot read question file {args.file!r}: not UTF-8 text ({exc.reason})") from exc
     elif args.question is not None:
         text = args.question
     else:
@@ -99,20 +109,38 @@ def checkpoint_setting(args: argparse.Namespace) -> str:
     return setting
 
 
-@contextlib.contextmanager
-def opened_checkpoints(setting: str) -> Iterator[BaseCheckpointSaver[str]]:
+def open_failure(setting: str, exc: BaseException) -> UsageError:
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return UsageError(f"cannot open checkpoints {describe_checkpoints(setting)!r}: {reason}")
+
+
+@contextlib.asynccontextmanager
+async def opened_checkpoints(setting: str) -> AsyncIterator[BaseCheckpointSaver[str]]:
     """The saver for `setting`; a store that cannot be opened is bad input, not a crash."""
     import sqlite3
 
     import psycopg
 
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            saver = await stack.enter_async_context(aopen_checkpointer(setting))
+        except (OSError, ValueError, sqlite3.Error, psycopg.Error) as exc:
+            raise open_failure(setting, exc) from exc
+        yield saver
+
+
+@contextlib.contextmanager
+def held_run(setting: str, thread_id: str, resuming: bool) -> Iterator[None]:
+    """This process's hold on the run; another process holding it is bad input (exit 2)."""
     with contextlib.ExitStack() as stack:
         try:
-            saver = stack.enter_context(open_checkpointer(setting))
-        except (OSError, sqlite3.Error, psycopg.Error) as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UsageError(f"cannot open checkpoints {describe_checkpoints(setting)!r}: {reason}") from exc
-        yield saver
+            stack.enter_context(run_lock(setting, thread_id))
+        except LockHeld as exc:
+            by = f"pid {exc.holder}" if exc.holder is not None else "another process"
+            raise UsageError(f"run {thread_id} is already being {'resumed' if resuming else 'run'} by {by}") from exc
+        except OSError as exc:
+            raise open_failure(setting, exc) from exc
+        yield
 
 
 def resume_hint(thread_id: str, setting: str, args: argparse.Namespace) -> str:
@@ -126,11 +154,9 @@ def solve_command(args: argparse.Namespace) -> int:
 
 
 def solve(args: argparse.Namespace, out: TextIO, progress: TextIO) -> int:
-    from sift_graph.graph import build_sift_graph
-
     quiet_transformers()
     setting = checkpoint_setting(args)
-    pending: tuple[str, ...] = ()
+    context: SiftContext | None = None
     if args.resume is not None:
         if args.question is not None or args.file is not None:
             raise UsageError("--resume continues a stored run: give no question with it")
@@ -142,55 +168,105 @@ def solve(args: argparse.Namespace, out: TextIO, progress: TextIO) -> int:
         question, thread_id = read_question(args), str(uuid.uuid4())
         context = context_from_args(args)  # bad settings: no run at all
     print(f"thread: {thread_id}", file=progress, flush=True)
-
-    with opened_checkpoints(setting) as saver:
-        graph = build_sift_graph().compile(checkpointer=saver)
-        config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
-        if args.resume is not None:
-            snapshot = graph.get_state(config)
-            if snapshot.metadata is None:
-                raise UsageError(f"no run with thread {thread_id!r} in {describe_checkpoints(setting)}")
-            context = context_from_args(args, json.loads(str(snapshot.metadata.get(SETTINGS_METADATA_KEY) or "{}")))
-            question, pending = snapshot.values.get("question", ""), tuple(snapshot.next)
-        config["metadata"] = {SETTINGS_METADATA_KEY: json.dumps(context.stored_settings())}
-
-        started = time.monotonic()
-        if args.resume is not None and not pending:
-            print("run already finished: nothing to resume", file=progress, flush=True)
-            result = output_of(graph.get_state(config).values)
-        else:
-            print(f"model: {context.model} (loading...)", file=progress, flush=True)
-            context.model = load_model_quietly(context)
-            print(f"model ready in {time.monotonic() - started:.1f} s", file=progress, flush=True)
-            print(f"question: {question}", file=progress, flush=True)
-            if pending:
-                print(f"resuming at: {', '.join(pending)}", file=progress, flush=True)
-            started = time.monotonic()
-            try:
-                result = stream_run(graph, question, config, context, pending, progress)
-            except BaseException:
-                # Every finished step is in the checkpoints: say how to pick the run up.
-                if checkpoint_kind(setting) != "memory":
-                    print(resume_hint(thread_id, setting, args), file=sys.stderr, flush=True)
-                raise
-        print(format_summary(result, time.monotonic() - started), file=progress, flush=True)
+    try:
+        result = asyncio.run(solve_run(args, setting, thread_id, question, context, progress))
+    except asyncio.CancelledError:  # our Ctrl-C handler cancelled the run
+        raise KeyboardInterrupt from None
     if args.json:
         print(json.dumps({"thread_id": thread_id, **result}, ensure_ascii=False), file=out, flush=True)
     return 0
 
 
-def stream_run(
-    graph: Any, question: str, config: RunnableConfig, context: SiftContext, pending: tuple[str, ...], progress: TextIO
+def cancel_on_ctrl_c() -> None:
+    """Ctrl-C cancels the run (its model calls with it); a second one exits at once.
+    Finished steps and calls are in the checkpoints already, so nothing is lost."""
+    loop, task = asyncio.get_running_loop(), asyncio.current_task()
+    assert task is not None
+
+    def on_sigint() -> None:
+        if task.cancelling():
+            print("sift: interrupted again: exiting now", file=sys.stderr, flush=True)
+            os._exit(EXIT_INTERRUPTED)
+        task.cancel()
+
+    loop.add_signal_handler(signal.SIGINT, on_sigint)
+
+
+async def solve_run(
+    args: argparse.Namespace,
+    setting: str,
+    thread_id: str,
+    question: str,
+    context: SiftContext | None,
+    progress: TextIO,
+) -> dict[str, Any]:
+    from sift_graph.graph import build_sift_graph
+
+    cancel_on_ctrl_c()
+    async with opened_checkpoints(setting) as saver:
+        graph = build_sift_graph().compile(checkpointer=saver)
+        config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
+        with held_run(setting, thread_id, resuming=args.resume is not None):
+            finished = False
+            if args.resume is not None:
+                snapshot = await graph.aget_state(config)
+                if snapshot.metadata is None:
+                    raise UsageError(f"no run with thread {thread_id!r} in {describe_checkpoints(setting)}")
+                stored = json.loads(str(snapshot.metadata.get(SETTINGS_METADATA_KEY) or "{}"))
+                context = context_from_args(args, stored)
+                question, finished = snapshot.values.get("question", ""), run_finished(snapshot.values)
+            assert context is not None
+            config["metadata"] = {SETTINGS_METADATA_KEY: json.dumps(context.stored_settings())}
+            started = time.monotonic()
+            if finished:
+                print("run already finished: nothing to resume", file=progress, flush=True)
+                result = output_of((await graph.aget_state(config)).values)
+            else:
+                result, started = await run_to_the_end(graph, question, config, context, args, setting, progress)
+    print(format_summary(result, time.monotonic() - started), file=progress, flush=True)
+    return result
+
+
+async def run_to_the_end(
+    graph: Any,
+    question: str,
+    config: RunnableConfig,
+    context: SiftContext,
+    args: argparse.Namespace,
+    setting: str,
+    progress: TextIO,
+) -> tuple[dict[str, Any], float]:
+    """Load the model, then run (or go on with) the thread stage by stage: (the output,
+    when the run itself started)."""
+    print(f"model: {context.model} (loading...)", file=progress, flush=True)
+    loading = time.monotonic()
+    context.model = load_model_quietly(context)
+    print(f"model ready in {time.monotonic() - loading:.1f} s", file=progress, flush=True)
+    print(f"question: {question}", file=progress, flush=True)
+    snapshot = await graph.aget_state(config)
+    resuming = snapshot.metadata is not None
+    if resuming:
+        pending = [task.name for task in snapshot.tasks if task.result is None] or list(snapshot.next)
+        print(f"resuming at: {', '.join(pending) or 'the next step'}", file=progress, flush=True)
+    started = time.monotonic()
+    try:
+        result = await stream_run(graph, None if resuming else {"question": question}, config, context, progress)
+    except BaseException:
+        # Every finished step is in the checkpoints: say how to pick the run up.
+        if checkpoint_kind(setting) != "memory":
+            print(resume_hint(str(config["configurable"]["thread_id"]), setting, args), file=sys.stderr, flush=True)
+        raise
+    return result, started
+
+
+async def stream_run(
+    graph: Any, inputs: dict[str, Any] | None, config: RunnableConfig, context: SiftContext, progress: TextIO
 ) -> dict[str, Any]:
     """Stream one run (a new one, or the rest of an interrupted one) stage by stage."""
     result: dict[str, Any] = {}
     try:
-        for mode, chunk in graph.stream(
-            None if pending else {"question": question},
-            config,
-            context=context,
-            stream_mode=["custom", "values"],
-            durability=RUN_DURABILITY,
+        async for mode, chunk in graph.astream(
+            inputs, config, context=context, stream_mode=["custom", "values"], durability=RUN_DURABILITY
         ):
             if mode == "custom":
                 print(format_event(chunk), file=progress, flush=True)

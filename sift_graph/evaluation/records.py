@@ -61,6 +61,28 @@ def method_result(answer: str | None, gold: str, cost: Cost, comparator: str) ->
     return {"answer": answer, "correct": answers_agree(gold, answer, comparator), **cost}  # type: ignore[arg-type]
 
 
+_COST_KEYS = ("calls", "input_tokens", "output_tokens")
+
+
+def record_problem(record: Any) -> str | None:
+    """Why a stored line is not a usable record (None when it is one): what a report
+    reads must be there, so a hand-edited or foreign line is skipped, not a crash."""
+    if not isinstance(record, dict) or not {"id", "sample", "question_sha", "status"} <= record.keys():
+        return "not a result record"
+    if record["status"] != "ok":
+        return None
+    methods = [record.get("cot"), record.get("sift")]
+    if not all(isinstance(method, dict) and {"answer", "correct", *_COST_KEYS} <= method.keys() for method in methods):
+        return "a finished record without its cot and sift results"
+    if "exit_stage" not in record["sift"]:
+        return "a finished record without SIFT's exit stage"
+    costs = record.get("stage_costs")
+    stages = [str(stage) for stage in STAGES]
+    if not isinstance(costs, dict) or not all(isinstance(costs.get(stage), dict) for stage in stages):
+        return "a finished record without its stage costs"
+    return None
+
+
 def build_record(
     question: Question, cot_output: Mapping[str, Any], sift_output: Mapping[str, Any], comparator: str
 ) -> dict[str, Any]:

@@ -107,7 +107,9 @@ def footnote(summary: dict[str, Any]) -> str:
     if summary["errors"]:
         parts.append("errors (rerun the same command to retry them): " + "; ".join(summary["error_examples"]))
     if summary["torn_lines_skipped"]:
-        parts.append(f"{summary['torn_lines_skipped']} torn line(s) from an interrupted write skipped")
+        parts.append(
+            f"{summary['torn_lines_skipped']} unreadable line(s) skipped (a write cut short, or not a result record)"
+        )
     return "\n".join(parts)
 
 

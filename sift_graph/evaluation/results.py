@@ -18,13 +18,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from sift_graph import prompts
 from sift_graph.context import SiftContext
+from sift_graph.evaluation.records import record_problem
+from sift_graph.locks import file_lock
 
 RECORD_FORMAT = 1
 """Bumped when records change meaning, so that old and new never share a result set."""
@@ -78,23 +81,25 @@ def effective_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]
 
 
 def read_records(path: Path) -> tuple[list[dict[str, Any]], int]:
-    """(records, torn lines skipped). A torn line is what a crash mid-write leaves."""
+    """(records, unreadable lines skipped). An unreadable line is what a crash mid-write
+    leaves (cut anywhere, even inside a multi-byte character), or a line that is not a
+    usable record (`records.record_problem`)."""
     if not path.exists():
         return [], 0
-    records, torn = [], 0
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
+    records, unreadable = [], 0
+    for raw in path.read_bytes().split(b"\n"):
+        if not raw.strip():
             continue
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            torn += 1
+            record = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            unreadable += 1
             continue
-        if isinstance(record, dict) and {"id", "sample", "question_sha", "status"} <= record.keys():
+        if record_problem(record) is None:
             records.append(record)
         else:
-            torn += 1
-    return records, torn
+            unreadable += 1
+    return records, unreadable
 
 
 class ResultStore:
@@ -108,6 +113,23 @@ class ResultStore:
         self.path = self.out_dir / f"{stem}.jsonl"
         self.config_path = self.out_dir / f"{stem}{CONFIG_SUFFIX}"
         self._file: TextIO | None = None
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Hold this result set for this process, its folder created: a second process
+        writing the same set would do every question twice. Raises ValueError naming
+        `out` when the folder cannot be used, `locks.LockHeld` when another process
+        holds the set."""
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise ValueError(f"out: {str(self.out_dir)!r} is a file, not a results folder")
+        with ExitStack() as stack:
+            try:
+                self.out_dir.mkdir(parents=True, exist_ok=True)
+                stack.enter_context(file_lock(self.out_dir / f"{self.path.stem}.lock", f"result set {self.path}"))
+            except OSError as exc:
+                reason = exc.strerror or str(exc)
+                raise ValueError(f"out: cannot write to results folder {str(self.out_dir)!r}: {reason}") from exc
+            yield
 
     def records(self) -> list[dict[str, Any]]:
         return effective_records(read_records(self.path)[0])
@@ -137,7 +159,8 @@ class ResultStore:
         """Write one record durably: after this returns, a crash cannot lose it."""
         if self._file is None:
             raise RuntimeError("ResultStore.append before open()")
-        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        # ASCII only (non-ASCII escaped): a write cut short can tear a line, never a character.
+        self._file.write(json.dumps(record) + "\n")
         self._file.flush()
         os.fsync(self._file.fileno())
 

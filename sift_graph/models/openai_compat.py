@@ -3,6 +3,7 @@ llama.cpp's server, OpenAI itself."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ from langchain_core.outputs import ChatResult
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
+from sift_graph.faults import MalformedReplyError
 from sift_graph.models.specs import Connection
 
 _NO_KEY = "no-key"  # local servers ignore the key, but the client insists on one
@@ -66,6 +68,21 @@ def chat_completion_request(payload: dict[str, Any]) -> tuple[dict[str, Any], di
     }
     body.update(extra_body)
     return body, options
+
+
+def chat_completion_problem(response: Any) -> str | None:
+    """What makes a parsed reply not an OpenAI chat completion, or None when it is one."""
+    if isinstance(response, str):
+        snippet = " ".join(response.split())[:60]
+        return f"text ({snippet!r})" if snippet else "an empty body"
+    if not isinstance(response, dict):
+        return f"a JSON {type(response).__name__}"
+    choices = response.get("choices")
+    if not isinstance(choices, list) or not choices:
+        return "a reply with no choices"
+    if not all(isinstance(choice, dict) and isinstance(choice.get("message"), dict) for choice in choices):
+        return "a choice with no message"
+    return None
 
 
 def stock_error_mappers() -> dict[str, Any]:
@@ -134,9 +151,9 @@ class OpenAICompatibleChatModel(ChatOpenAI):
         if not self._takes_lean_path(payload):
             return super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
         body, options = chat_completion_request(payload)
-        with openai_errors_mapped():
+        with openai_errors_mapped(), self._malformed_replies_named():
             response = self.root_client.post("/chat/completions", body=body, options=options, cast_to=dict)
-        return self._create_chat_result(response, {})
+        return self._create_chat_result(self._checked(response), {})
 
     async def _agenerate(
         self,
@@ -149,9 +166,28 @@ class OpenAICompatibleChatModel(ChatOpenAI):
         if not self._takes_lean_path(payload):
             return await super()._agenerate(messages, stop=stop, run_manager=run_manager, **kwargs)
         body, options = chat_completion_request(payload)
-        with openai_errors_mapped():
+        with openai_errors_mapped(), self._malformed_replies_named():
             response = await self.root_async_client.post("/chat/completions", body=body, options=options, cast_to=dict)
-        return self._create_chat_result(response, {})
+        return self._create_chat_result(self._checked(response), {})
+
+    def _malformed(self, what: str) -> MalformedReplyError:
+        return MalformedReplyError(
+            f"the server at {self.root_client.base_url} returned {what}, not an OpenAI chat completion"
+        )
+
+    @contextmanager
+    def _malformed_replies_named(self) -> Iterator[None]:
+        try:
+            yield
+        except json.JSONDecodeError as exc:
+            raise self._malformed(f"invalid JSON ({exc.msg} at character {exc.pos})") from exc
+
+    def _checked(self, response: Any) -> dict[str, Any]:
+        problem = chat_completion_problem(response)
+        if problem is not None:
+            raise self._malformed(problem)
+        checked: dict[str, Any] = response
+        return checked
 
     def _get_request_payload(self, input_: Any, *, stop: list[str] | None = None, **kwargs: Any) -> dict[str, Any]:
         payload = super()._get_request_payload(input_, stop=stop, **kwargs)

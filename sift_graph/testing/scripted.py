@@ -45,6 +45,8 @@ class RecordedCall:
     kwargs: dict[str, Any]
     started: float
     finished: float
+    outcome: str = "finish"
+    """"finish", or "cancel" for a call its caller cancelled mid-flight (async path)."""
 
 
 class ScriptedChatModel(BaseChatModel):
@@ -52,7 +54,7 @@ class ScriptedChatModel(BaseChatModel):
     latency: float = 0.0
     """Seconds each call takes (sleeps; `asyncio.sleep` on the async path)."""
     before_reply: Callable[[str], None] | None = None
-    """Called with the role inside every sync call, before it replies (test hooks)."""
+    """Called with the role inside every call, before it replies (test hooks)."""
     failures: dict[str, int] = Field(default_factory=dict)
     """Per role, how many first calls raise ConnectionError (a transient fault to retry)."""
     fault_latency: float = 0.0
@@ -159,11 +161,13 @@ class ScriptedChatModel(BaseChatModel):
         self._log("start", role, reply["call"])
         return str(messages[-1].content), reply, time.monotonic()
 
-    def _finish(self, role: str, prompt: str, kwargs: dict[str, Any], started: float, call: int) -> None:
+    def _finish(
+        self, role: str, prompt: str, kwargs: dict[str, Any], started: float, call: int, outcome: str = "finish"
+    ) -> None:
         with self._lock:
             self._in_flight -= 1
-            self._calls.append(RecordedCall(role, prompt, dict(kwargs), started, time.monotonic()))
-        self._log("finish", role, call)
+            self._calls.append(RecordedCall(role, prompt, dict(kwargs), started, time.monotonic(), outcome))
+        self._log(outcome, role, call)
 
     def _held(self, role: str, reply: dict[str, Any]) -> bool:
         return bool(reply["call"] == self.hold.get(role))
@@ -213,11 +217,15 @@ class ScriptedChatModel(BaseChatModel):
             raise fault
         prompt, reply, started = self._begin(role, messages)
         try:
+            if self.before_reply is not None:
+                self.before_reply(role)
             while self._held(role, reply):
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(0.05)
             await asyncio.sleep(self.latency)
-        finally:
-            self._finish(role, prompt, kwargs, started, reply["call"])
+        except asyncio.CancelledError:  # the caller gave up: a request cut off mid-flight
+            self._finish(role, prompt, kwargs, started, reply["call"], "cancel")
+            raise
+        self._finish(role, prompt, kwargs, started, reply["call"])
         return self._result(prompt, reply)
 
 
