@@ -11,10 +11,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from langchain_core.caches import BaseCache
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
 
+from sift_graph.cache import CACHE_MARK, CacheSource, attach, serving
 from sift_graph.context import SiftContext
 from sift_graph.state import TAG_PREFIX, Role, role_tag
 
@@ -44,6 +46,8 @@ class ModelReply:
     truncated: bool
     input_tokens: int
     output_tokens: int
+    cache: CacheSource | None = None
+    """Where a reply served without a request came from (see `cache`), else None."""
 
 
 def decoding_kwargs(model: BaseChatModel, context: SiftContext) -> dict[str, Any]:
@@ -60,6 +64,8 @@ def decoding_kwargs(model: BaseChatModel, context: SiftContext) -> dict[str, Any
     settings: dict[str, Any] = {"max_tokens": context.max_tokens, "temperature": context.temperature}
     if context.temperature > 0 and context.top_p is not None:
         settings["top_p"] = context.top_p
+    if context.temperature > 0 and context.seed is not None:
+        settings["seed"] = context.seed  # a sample's own seed: reproducible, and its own cache key
     return settings
 
 
@@ -99,6 +105,7 @@ def reply_from_message(message: BaseMessage) -> ModelReply:
         truncated=finish_reason in _TRUNCATION_REASONS,
         input_tokens=int(usage.get("input_tokens", 0)),
         output_tokens=int(usage.get("output_tokens", 0)),
+        cache=message.response_metadata.get(CACHE_MARK),
     )
 
 
@@ -124,14 +131,30 @@ def _call_config(role: Role, config: RunnableConfig | None) -> RunnableConfig:
 
 
 def call_model(
-    model: BaseChatModel, role: Role, prompt: str, context: SiftContext, config: RunnableConfig | None
+    model: BaseChatModel,
+    role: Role,
+    prompt: str,
+    context: SiftContext,
+    config: RunnableConfig | None,
+    cache: BaseCache | None = None,
 ) -> ModelReply:
-    message = model.invoke([HumanMessage(prompt)], _call_config(role, config), **decoding_kwargs(model, context))
+    with serving(cache):
+        message = attach(model).invoke(
+            [HumanMessage(prompt)], _call_config(role, config), **decoding_kwargs(model, context)
+        )
     return reply_from_message(message)
 
 
 async def acall_model(
-    model: BaseChatModel, role: Role, prompt: str, context: SiftContext, config: RunnableConfig | None
+    model: BaseChatModel,
+    role: Role,
+    prompt: str,
+    context: SiftContext,
+    config: RunnableConfig | None,
+    cache: BaseCache | None = None,
 ) -> ModelReply:
-    message = await model.ainvoke([HumanMessage(prompt)], _call_config(role, config), **decoding_kwargs(model, context))
+    with serving(cache):
+        message = await attach(model).ainvoke(
+            [HumanMessage(prompt)], _call_config(role, config), **decoding_kwargs(model, context)
+        )
     return reply_from_message(message)

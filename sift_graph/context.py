@@ -20,8 +20,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
+from langchain_core.caches import BaseCache
 from langchain_core.language_models import BaseChatModel
 from langgraph.runtime import Runtime
+from pydantic import ConfigDict
+from pydantic.json_schema import SkipJsonSchema
 
 from sift_graph.models.specs import DEFAULT_MODEL_SPEC, Connection, validate_model_spec
 
@@ -42,6 +45,9 @@ almost surely a typo (`--forward-rounds 1000`), and each round costs two full so
 class SiftContext:
     """Settings for one SIFT run. Bad values raise `ValueError` naming the field."""
 
+    # Studio reads the settings' JSON schema: a model or cache instance is library-only.
+    __pydantic_config__ = ConfigDict(arbitrary_types_allowed=True)
+
     model: BaseChatModel | str | None = field(
         default=DEFAULT_MODEL_SPEC,
         metadata={
@@ -60,6 +66,13 @@ class SiftContext:
     top_p: float | None = field(
         default=None, metadata={"description": "nucleus sampling mass, used only when temperature > 0"}
     )
+    seed: int | None = field(
+        default=None,
+        metadata={
+            "description": "random seed of sampled calls (temperature > 0; sent to servers that accept "
+            "'seed'); sift eval gives sample k the seed SEED + k"
+        },
+    )
     comparator: Comparator = field(
         default="math",
         metadata={
@@ -77,6 +90,15 @@ class SiftContext:
         metadata={
             "description": "its API key (else $OPENAI_API_KEY; prefer the variable: flags show in ps)",
             "secret": True,
+        },
+    )
+    cache: str | SkipJsonSchema[BaseCache] = field(
+        default="run",
+        metadata={
+            "description": "call cache: 'run' (an identical call within a run is made once), 'off', or a "
+            "SQLite file that also keeps calls across runs and processes (sift eval's default: "
+            ".sift/cache.sqlite beside the checkpoints); in the library also any LangChain BaseCache",
+            "results": False,
         },
     )
     request_timeout: float = field(
@@ -113,6 +135,12 @@ class SiftContext:
             isinstance(self.base_url, str) and self.base_url.startswith(("http://", "https://"))
         ):
             raise ValueError(f"base_url: expected an http:// or https:// URL, got {self.base_url!r}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+            raise ValueError(f"seed: expected an integer or None, got {self.seed!r}")
+        if not (isinstance(self.cache, BaseCache) or (isinstance(self.cache, str) and self.cache.strip())):
+            raise ValueError(
+                f"cache: expected 'run', 'off', a SQLite file or a LangChain BaseCache, got {self.cache!r}"
+            )
         if self.comparator not in ("math", "string"):
             raise ValueError(f"comparator: expected 'math' or 'string', got {self.comparator!r}")
         # One spelling per value: 0 and 0.0 are one setting (and one eval digest).
@@ -129,8 +157,9 @@ class SiftContext:
         every field but the secret ones (a model instance is not storable: its spec
         is, so only a spec string is kept)."""
         settings = {spec.name: getattr(self, spec.name) for spec in setting_specs(type(self)) if not spec.secret}
-        if not isinstance(settings.get("model"), str):
-            settings.pop("model", None)
+        for instance_or_spec in ("model", "cache"):
+            if not isinstance(settings.get(instance_or_spec), str):
+                settings.pop(instance_or_spec, None)
         return settings
 
     def result_settings(self) -> dict[str, Any]:
@@ -142,7 +171,7 @@ class SiftContext:
             if spec.changes_results and not spec.secret
         }
         if not self.temperature > 0:
-            settings["top_p"] = None
+            settings["top_p"] = settings["seed"] = None  # greedy decoding ignores both
         return settings
 
     @classmethod

@@ -10,9 +10,9 @@ the CLI's formatter, the examples and the tests read the same shapes.
 |--------------|--------------------------------------------|-------------------------------------------------|
 | `sticker`    | a round's sticker is ready (SG or FO)      | round, kind, sticker, well_formed, problems     |
 | `inverse`    | inverse generation rebuilt a draft sticker | round, sticker, well_formed, problems           |
-| `prediction` | one of a round's two predictions finished  | round, role, answer, truncated                  |
+| `prediction` | one of a round's two predictions finished  | round, role, answer, truncated, cached          |
 | `consensus`  | both predictions of a round are in         | round, agreed, answers, truncated               |
-| `direct`     | no round agreed; the fallback answered     | answer, truncated                               |
+| `direct`     | no round agreed; the fallback answered     | answer, truncated, cached                       |
 """
 
 from __future__ import annotations
@@ -51,6 +51,8 @@ class PredictionEvent(TypedDict):
     role: PredictionRole
     answer: str | None
     truncated: bool
+    cached: bool
+    """Served without a request: the same call was made before (`cache`)."""
 
 
 class ConsensusEvent(TypedDict):
@@ -67,6 +69,8 @@ class DirectEvent(TypedDict):
     stage: Literal["direct"]
     answer: str | None
     truncated: bool
+    cached: bool
+    """Served without a request: the fallback was given (an eval's CoT) or cached."""
 
 
 StageEvent = StickerEvent | InverseEvent | PredictionEvent | ConsensusEvent | DirectEvent
@@ -94,13 +98,17 @@ def inverse_event(round_number: int, draft: Sticker) -> InverseEvent:
     )
 
 
-def prediction_event(round_number: int, role: PredictionRole, answer: str | None, truncated: bool) -> PredictionEvent:
-    return PredictionEvent(stage="prediction", round=round_number, role=role, answer=answer, truncated=truncated)
+def prediction_event(
+    round_number: int, role: PredictionRole, answer: str | None, truncated: bool, cached: bool = False
+) -> PredictionEvent:
+    return PredictionEvent(
+        stage="prediction", round=round_number, role=role, answer=answer, truncated=truncated, cached=cached
+    )
 
 
 def consensus_event(round_number: int, agreed: bool, answers: list[str | None], truncated: bool) -> ConsensusEvent:
     return ConsensusEvent(stage="consensus", round=round_number, agreed=agreed, answers=answers, truncated=truncated)
 
 
-def direct_event(answer: str | None, truncated: bool) -> DirectEvent:
-    return DirectEvent(stage="direct", answer=answer, truncated=truncated)
+def direct_event(answer: str | None, truncated: bool, cached: bool = False) -> DirectEvent:
+    return DirectEvent(stage="direct", answer=answer, truncated=truncated, cached=cached)

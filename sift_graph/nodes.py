@@ -8,17 +8,20 @@ model gets truly concurrent requests). Every node streams its step's stage event
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
+from langchain_core.caches import BaseCache
 from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.runtime import Runtime, get_runtime
 from langgraph.types import Command
 
+from sift_graph.cache import RUN_CACHES, RunCache, call_store
 from sift_graph.calls import ModelReply, acall_model, call_model
 from sift_graph.context import SiftContext, context_of
 from sift_graph.models.specs import aresolve_model, resolve_model
-from sift_graph.state import Role, RoleUsage, SiftState, validate_question
+from sift_graph.state import Role, RoleUsage, SiftState, role_usage, validate_question
 from sift_graph.steps import (
     STEPS,
     ModelStep,
@@ -47,7 +50,23 @@ __all__ = [
 
 
 def usage_update(role: Role, reply: ModelReply) -> dict[str, dict[str, RoleUsage]]:
-    return {"usage": {role: RoleUsage(calls=1, input_tokens=reply.input_tokens, output_tokens=reply.output_tokens)}}
+    """The reply's counters: a call made again within the run is free; one found in the
+    call cache counts at its original cost (what the run costs), with no request made."""
+    if reply.cache == "run":
+        return {"usage": {role: role_usage(reused_calls=1)}}
+    counts = role_usage(calls=1, input_tokens=reply.input_tokens, output_tokens=reply.output_tokens)
+    if reply.cache == "store":
+        counts["stored_calls"] = 1
+    return {"usage": {role: counts}}
+
+
+def call_cache(state: SiftState, context: SiftContext) -> BaseCache | None:
+    """This call's view of the call cache (`cache`): the run's own calls, then the store."""
+    if context.cache == "off":
+        return None
+    store = call_store(context.cache)
+    token = state.get("run_token")
+    return RUN_CACHES.for_run(token, store) if token else RunCache(store)
 
 
 class ModelNode(Runnable[SiftState, dict[str, Any]]):
@@ -60,21 +79,28 @@ class ModelNode(Runnable[SiftState, dict[str, Any]]):
     def _finish(self, state: SiftState, reply: ModelReply, runtime: Runtime[Any]) -> dict[str, Any]:
         update, event = self.step.update(state, reply)
         runtime.stream_writer(event)
+        if "run_token" not in state:  # the run's first call names its layer of the call cache
+            update["run_token"] = uuid.uuid4().hex
         return {**update, **usage_update(self.step.role, reply)}
 
     def invoke(self, input: SiftState, config: RunnableConfig | None = None, **kwargs: Any) -> dict[str, Any]:
         state, runtime = input, get_runtime()
         context = context_of(runtime)
-        prompt = self.step.prompt(state)
-        reply = call_model(resolve_model(context.model, context.connection), self.step.role, prompt, context, config)
+        reply = self.step.reuse(state)
+        if reply is None:
+            model = resolve_model(context.model, context.connection)
+            cache = call_cache(state, context)
+            reply = call_model(model, self.step.role, self.step.prompt(state), context, config, cache)
         return self._finish(state, reply, runtime)
 
     async def ainvoke(self, input: SiftState, config: RunnableConfig | None = None, **kwargs: Any) -> dict[str, Any]:
         state, runtime = input, get_runtime()
         context = context_of(runtime)
-        prompt = self.step.prompt(state)
-        model = await aresolve_model(context.model, context.connection)
-        reply = await acall_model(model, self.step.role, prompt, context, config)
+        reply = self.step.reuse(state)
+        if reply is None:
+            model = await aresolve_model(context.model, context.connection)
+            cache = call_cache(state, context)
+            reply = await acall_model(model, self.step.role, self.step.prompt(state), context, config, cache)
         return self._finish(state, reply, runtime)
 
 

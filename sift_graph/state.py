@@ -7,7 +7,7 @@ checkpoints serialize cheaply and a run's output can be dumped as one JSON objec
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
 from langgraph.channels import DeltaChannel
 from typing_extensions import TypedDict
@@ -62,12 +62,25 @@ class Prediction(TypedDict):
     """A reasoning model's thinking (`<think>` block or reasoning field), kept apart."""
     truncated: bool
     """The model stopped at its token limit: such an answer never counts as agreement."""
+    cached: NotRequired[bool]
+    """Served without a request: the same call made earlier (in this run, or found in
+    the call cache), or the fallback given as input. Absent in runs of earlier versions."""
+
+
+USAGE_COUNTERS = ("calls", "input_tokens", "output_tokens", "reused_calls", "stored_calls")
 
 
 class RoleUsage(TypedDict):
+    """One role's model calls. `calls` and the tokens are what the method spent; a call
+    made again within a run is served free (`reused_calls`), and one found in the
+    persistent call cache is counted at its original cost but made no request
+    (`stored_calls`). The two cache counters are absent in runs of earlier versions."""
+
     calls: int
     input_tokens: int
     output_tokens: int
+    reused_calls: NotRequired[int]
+    stored_calls: NotRequired[int]
 
 
 class RoundRecord(TypedDict):
@@ -83,19 +96,32 @@ class RoundRecord(TypedDict):
     """The model calls this round made, by role: making its sticker, then its predictions."""
 
 
+def role_usage(**counts: int) -> RoleUsage:
+    """A RoleUsage (missing counters 0; the cache counters only when not 0, so a run
+    that no cache served reads as it always did)."""
+    usage = RoleUsage(
+        calls=counts.get("calls", 0),
+        input_tokens=counts.get("input_tokens", 0),
+        output_tokens=counts.get("output_tokens", 0),
+    )
+    if reused := counts.get("reused_calls", 0):
+        usage["reused_calls"] = reused
+    if stored := counts.get("stored_calls", 0):
+        usage["stored_calls"] = stored
+    return usage
+
+
+def counter(usage: Mapping[str, Any], name: str) -> int:
+    """One counter of a RoleUsage (0 when a run of an earlier version lacks it)."""
+    return int(usage.get(name, 0))
+
+
 def merge_usage(left: dict[str, RoleUsage] | None, right: dict[str, RoleUsage] | None) -> dict[str, RoleUsage]:
     """Reducer: add per-role counters (the two predictions report in the same step)."""
-    merged = {role: RoleUsage(**counts) for role, counts in (left or {}).items()}
+    merged = {role: role_usage(**counts) for role, counts in (left or {}).items()}
     for role, counts in (right or {}).items():
-        if role in merged:
-            base = merged[role]
-            merged[role] = RoleUsage(
-                calls=base["calls"] + counts["calls"],
-                input_tokens=base["input_tokens"] + counts["input_tokens"],
-                output_tokens=base["output_tokens"] + counts["output_tokens"],
-            )
-        else:
-            merged[role] = RoleUsage(**counts)
+        base = merged.get(role, role_usage())
+        merged[role] = role_usage(**{name: counter(base, name) + counter(counts, name) for name in USAGE_COUNTERS})
     return merged
 
 
@@ -107,13 +133,10 @@ def usage_since(total: dict[str, RoleUsage], spent: list[dict[str, RoleUsage]]) 
         earlier = merge_usage(earlier, usage)
     left: dict[str, RoleUsage] = {}
     for role, counts in total.items():
-        before = earlier.get(role, RoleUsage(calls=0, input_tokens=0, output_tokens=0))
-        if counts["calls"] > before["calls"]:
-            left[role] = RoleUsage(
-                calls=counts["calls"] - before["calls"],
-                input_tokens=counts["input_tokens"] - before["input_tokens"],
-                output_tokens=counts["output_tokens"] - before["output_tokens"],
-            )
+        before = earlier.get(role, role_usage())
+        since = role_usage(**{name: counter(counts, name) - counter(before, name) for name in USAGE_COUNTERS})
+        if any(since.values()):
+            left[role] = since
     return left
 
 
@@ -126,6 +149,9 @@ def append_rounds(rounds: list[RoundRecord], writes: Sequence[list[RoundRecord]]
 
 class SiftInput(TypedDict):
     question: str
+    fallback: NotRequired[Prediction]
+    """A direct chain-of-thought solve of the question made beforehand (say, an eval's
+    CoT baseline): if no round agrees, it is the answer, with no call of its own."""
 
 
 def validate_question(question: Any) -> str:
@@ -157,6 +183,8 @@ class SiftState(SiftInput, SiftOutput, total=False):
     """Inverse generation's sticker, waiting for forward optimization."""
     predict_sticker: Prediction | None
     predict_query_sticker: Prediction | None
+    run_token: str
+    """Names this run's layer of the call cache (`cache.RunCache`), set by its first call."""
 
 
 OUTPUT_KEYS: tuple[str, ...] = tuple(SiftOutput.__annotations__)

@@ -51,6 +51,19 @@ def prediction_from(reply: ModelReply) -> Prediction:
         answer=extract_answer(reply.text),
         reasoning=reply.reasoning,
         truncated=reply.truncated,
+        cached=reply.cache is not None,
+    )
+
+
+def reply_of(prediction: Prediction) -> ModelReply:
+    """A prediction made earlier, as the reply it came from (served with no request)."""
+    return ModelReply(
+        text=prediction["text"],
+        reasoning=prediction["reasoning"],
+        truncated=prediction["truncated"],
+        input_tokens=0,
+        output_tokens=0,
+        cache="run",
     )
 
 
@@ -125,7 +138,9 @@ def _round_sticker(state: SiftState) -> Sticker:
 def prediction_update(role: PredictionRole) -> Callable[[SiftState, ModelReply], StepResult]:
     def update(state: SiftState, reply: ModelReply) -> StepResult:
         prediction = prediction_from(reply)
-        event = prediction_event(current_round(state), role, prediction["answer"], prediction["truncated"])
+        event = prediction_event(
+            current_round(state), role, prediction["answer"], prediction["truncated"], prediction["cached"]
+        )
         return {role: prediction}, event
 
     return update
@@ -135,10 +150,22 @@ def direct_prompt(state: SiftState) -> str:
     return prompts.direct_prompt(state["question"])
 
 
+def given_fallback(state: SiftState) -> ModelReply | None:
+    """The direct solve given as input (an eval's CoT baseline), reused as the fallback."""
+    given = state.get("fallback")
+    return None if given is None else reply_of(given)
+
+
 def direct_update(state: SiftState, reply: ModelReply) -> StepResult:
     prediction = prediction_from(reply)
     update = {"answer": prediction["answer"], "response": prediction["text"], "consensus_round": None}
-    return update, direct_event(prediction["answer"], prediction["truncated"])
+    return {**update, "fallback": prediction}, direct_event(
+        prediction["answer"], prediction["truncated"], prediction["cached"]
+    )
+
+
+def no_reply_to_reuse(state: SiftState) -> ModelReply | None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -146,6 +173,8 @@ class ModelStep:
     role: Role
     prompt: Callable[[SiftState], str]
     update: Callable[[SiftState, ModelReply], StepResult]
+    reuse: Callable[[SiftState], ModelReply | None] = no_reply_to_reuse
+    """A reply this step already has, so it makes no call (the fallback given as input)."""
 
 
 STEPS: dict[str, ModelStep] = {
@@ -156,7 +185,7 @@ STEPS: dict[str, ModelStep] = {
     ),
     "forward_optimize": ModelStep("forward", forward_prompt, forward_update),
     "inverse_generate": ModelStep("inverse", inverse_prompt, inverse_update),
-    "direct_answer": ModelStep("direct", direct_prompt, direct_update),
+    "direct_answer": ModelStep("direct", direct_prompt, direct_update, given_fallback),
 }
 """The model steps by graph node name."""
 

@@ -12,6 +12,13 @@ from sift_graph.testing import ScriptedChatModel, script_for
 from helpers import postgres_url
 
 
+@pytest.fixture(autouse=True)
+def stores_in_tmp(tmp_path, monkeypatch):
+    """Every test keeps its checkpoints, and so `sift eval`'s call cache beside them, in a
+    folder of its own: no test sees what another (or an earlier pytest run) stored."""
+    monkeypatch.setenv("SIFT_CHECKPOINTS", str(tmp_path / "stores" / "checkpoints.sqlite"))
+
+
 @pytest.fixture
 def graph():
     """A fresh compiled graph per test (no checkpointer)."""

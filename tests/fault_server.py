@@ -24,8 +24,9 @@ from sift_graph.prompts import role_of_prompt
 
 
 class FaultServer:
-    def __init__(self, replies: dict[str, str]) -> None:
+    def __init__(self, replies: dict[str, str | list[str]]) -> None:
         self.replies = dict(replies)
+        self._served: dict[str, int] = {}
         self.plan: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
@@ -62,7 +63,16 @@ class FaultServer:
             planned = self.plan.get(role)
             if planned:
                 return planned.pop(0)
-        return {"content": self.replies[role]}
+        return {"content": self._reply(role)}
+
+    def _reply(self, role: str) -> str:
+        """The role's reply: one text, or a list served in order (the last repeats)."""
+        replies = self.replies[role]
+        if isinstance(replies, str):
+            return replies
+        with self._lock:
+            served = self._served[role] = self._served.get(role, 0) + 1
+        return str(replies[min(served, len(replies)) - 1])
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
@@ -124,7 +134,7 @@ class FaultServer:
                     return
                 if "hang" in action:
                     time.sleep(action["hang"])
-                    action = {"content": server.replies[role]}
+                    action = {"content": server._reply(role)}
                 content = action["content"]
                 message: dict[str, Any] = {"role": "assistant", "content": content}
                 if "reasoning_content" in action:

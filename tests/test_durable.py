@@ -185,6 +185,7 @@ def test_cli_resume_after_ctrl_c_continues_the_run(cli_runs, capsys):
     assert out == ""
     assert f"sift: resume with: sift solve --resume {thread}" in err.splitlines()
 
+    cli_runs.hold, cli_runs.before_reply = {}, None  # the model answers now
     assert cli.main(["solve", "--resume", thread, "--json"]) == 0
     out, err = capsys.readouterr()
     result = json.loads(out)

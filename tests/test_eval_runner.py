@@ -12,7 +12,15 @@ from sift_graph.evaluation.records import usage_by_stage
 from sift_graph.evaluation.results import EvalConfig, ResultStore, load_result_sets, read_records
 from sift_graph.evaluation.runner import run_eval
 from sift_graph.evaluation.summary import summarize
-from sift_graph.testing import EXIT_SCRIPTS, FORWARD_STICKER, INVERSE_STICKER, STICKER, ScriptedChatModel, boxed
+from sift_graph.testing import (
+    EXIT_SCRIPTS,
+    FORWARD_STICKER,
+    INVERSE_STICKER,
+    REFINED_STICKER,
+    STICKER,
+    ScriptedChatModel,
+    boxed,
+)
 
 QUESTIONS = [
     Question("q1", "Ann has 5 pears. How many pears?", "5"),
@@ -24,12 +32,13 @@ QUESTIONS = [
 def staged_model(**kwargs) -> ScriptedChatModel:
     """Run one question at a time, q1 agrees in round 1, q2 in round 2, q3 never (fallback).
 
-    Replies are consumed in call order per role: CoT answers 4 (wrong), 7, 2; then q3's fallback 2.
+    Replies are consumed in call order per role: CoT answers 4 (wrong), 7, 2, and q3's
+    fallback reuses its CoT answer. Each forward optimization returns a new sticker.
     """
     return ScriptedChatModel(
         script={
             "sticker": STICKER,
-            "forward": FORWARD_STICKER,
+            "forward": [FORWARD_STICKER, REFINED_STICKER, FORWARD_STICKER],
             "inverse": INVERSE_STICKER,
             "predict_sticker": [boxed(a) for a in ["5", "4", "7", "1", "2", "3"]],
             "predict_query_sticker": [boxed(a) for a in ["5", "3", "7", "9", "8", "6"]],
@@ -60,10 +69,12 @@ async def test_records_carry_grades_exit_stages_and_stage_costs(tmp_path):
     assert (outcome.total, outcome.skipped, outcome.finished, outcome.errors) == (3, 0, 3, 0)
     records = {record["id"]: record for record in store.records()}
     assert [records[q]["sift"]["exit_stage"] for q in ("q1", "q2", "q3")] == [1, 2, None]
-    assert [records[q]["sift"]["calls"] for q in ("q1", "q2", "q3")] == [3, 6, 11]
+    # q3's fallback is its CoT reply, reused: no eleventh call.
+    assert [records[q]["sift"]["calls"] for q in ("q1", "q2", "q3")] == [3, 6, 10]
+    assert records["q3"]["saved_calls"] == {"reused": 1, "from_cache": 0}
     assert {q: records[q]["cot"]["correct"] for q in records} == {"q1": False, "q2": True, "q3": True}
     q3 = records["q3"]["stage_costs"]
-    assert [q3[key]["calls"] for key in ("1", "2", "3", "fallback")] == [3, 3, 4, 1]
+    assert [q3[key]["calls"] for key in ("1", "2", "3", "fallback")] == [3, 3, 4, 0]
     # Token counts per stage add up to SIFT's own total.
     total = sum(cost["input_tokens"] + cost["output_tokens"] for cost in q3.values())
     assert total == records["q3"]["sift"]["input_tokens"] + records["q3"]["sift"]["output_tokens"]

@@ -10,7 +10,15 @@ import pytest
 from sift_graph import SiftContext, build_sift_graph
 from sift_graph.graph import next_step
 from sift_graph.state import ROLES
-from sift_graph.testing import FORWARD_STICKER, INVERSE_STICKER, QUESTION, STICKER, ScriptedChatModel, boxed
+from sift_graph.testing import (
+    FORWARD_STICKER,
+    INVERSE_STICKER,
+    QUESTION,
+    REFINED_STICKER,
+    STICKER,
+    ScriptedChatModel,
+    boxed,
+)
 
 EXIT_PATHS = [
     # sticker-only answers, query+sticker answers, consensus round, calls per role
@@ -73,13 +81,13 @@ def test_rounds_record_each_kind_of_sticker(graph, scripted):
     rounds = result["rounds"]
     assert [r["round"] for r in rounds] == [1, 2, 3]
     assert [r["kind"] for r in rounds] == ["sticker", "forward", "inverse"]
-    assert [r["sticker"]["text"] for r in rounds] == [STICKER, FORWARD_STICKER, FORWARD_STICKER]
+    assert [r["sticker"]["text"] for r in rounds] == [STICKER, FORWARD_STICKER, REFINED_STICKER]
     assert [(r["predict_sticker"]["answer"], r["predict_query_sticker"]["answer"]) for r in rounds] == [
         ("1", "4"),
         ("2", "5"),
         ("3", "6"),
     ]
-    assert result["sticker"]["text"] == FORWARD_STICKER
+    assert result["sticker"]["text"] == REFINED_STICKER
 
 
 def test_prompts_carry_what_the_spec_says(graph, scripted):
@@ -177,8 +185,10 @@ def test_usage_sums_every_call_per_role(graph, scripted):
     model = scripted(["1", "2", "3"], ["4", "5", "6"])
     result = graph.invoke({"question": QUESTION}, context=SiftContext(model=model))
     expected: dict[str, dict[str, int]] = {}
+    forwards = iter([FORWARD_STICKER, REFINED_STICKER])
     for call in model.calls:
-        reply_words = {"sticker": STICKER, "forward": FORWARD_STICKER, "inverse": INVERSE_STICKER}.get(call.role)
+        reply_words = {"sticker": STICKER, "inverse": INVERSE_STICKER}.get(call.role)
+        reply_words = next(forwards) if call.role == "forward" else reply_words
         counts = expected.setdefault(call.role, {"calls": 0, "input_tokens": 0, "output_tokens": 0})
         counts["calls"] += 1
         counts["input_tokens"] += len(call.prompt.split())
@@ -190,7 +200,7 @@ def test_a_truncated_prediction_never_counts_as_agreement(graph):
     model = ScriptedChatModel(
         script={
             "sticker": STICKER,
-            "forward": STICKER,
+            "forward": FORWARD_STICKER,  # a new sticker: round 2's calls are new calls
             "inverse": STICKER,
             "predict_sticker": boxed("5"),
             "predict_query_sticker": [{"text": boxed("5"), "finish_reason": "length"}, boxed("5")],

@@ -81,7 +81,7 @@ def test_ctrl_c_in_the_cli_cancels_and_resume_makes_only_the_cancelled_call_agai
     thread = capsys.readouterr().err.splitlines()[0].removeprefix("thread: ")
     assert [call.role for call in model.calls if call.outcome == "cancel"] == ["forward"]
 
-    model.before_reply = None
+    model.before_reply, model.hold = None, {}  # the model answers now
     assert cli.main(["solve", "--resume", thread, "--json", "--checkpoints", store]) == 0
     assert without_thread(json.loads(capsys.readouterr().out)) == clean_result()
     made = counts([{"role": call.role, "event": call.outcome} for call in model.calls], "finish")

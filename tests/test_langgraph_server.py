@@ -114,7 +114,8 @@ async def test_both_graphs_are_served(server):
     assert {"sift", "sift_chat"} <= graphs
     schemas = await client.assistants.get_schemas((await client.assistants.search(graph_id="sift"))[0]["assistant_id"])
     assert "model" in schemas["context_schema"]["properties"]
-    assert set(schemas["input_schema"]["properties"]) == {"question"}
+    assert set(schemas["input_schema"]["properties"]) == {"question", "fallback"}  # fallback: optional
+    assert schemas["input_schema"]["required"] == ["question"]
 
 
 async def test_a_run_streams_its_stages_and_keeps_its_history(server, scripted_spec):

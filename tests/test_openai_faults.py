@@ -17,7 +17,7 @@ from sift_graph import SiftContext, build_sift_graph
 from sift_graph.faults import is_transient_fault
 from sift_graph.models import OpenAICompatibleChatModel, chat_completion_request, resolve_model
 from sift_graph.prompts import sticker_prompt
-from sift_graph.testing import QUESTION, STICKER, boxed, script_for
+from sift_graph.testing import FORWARD_STICKER, QUESTION, STICKER, boxed, script_for
 
 from fault_server import FaultServer
 from helpers import FAST_RETRY, flatten
@@ -151,7 +151,7 @@ def test_a_reasoning_model_is_read_from_its_final_part(server, graph):
 
 def test_a_truncated_prediction_is_recorded_and_never_agrees(server, graph):
     server.plan["predict_sticker"] = [{"content": boxed("4"), "finish_reason": "length"}]
-    server.replies.update(forward=STICKER, inverse=STICKER)
+    server.replies.update(forward=FORWARD_STICKER, inverse=STICKER)  # a new sticker: new calls in round 2
     result = graph.invoke({"question": QUESTION}, context=context_for(server))
     assert result["rounds"][0]["predict_sticker"]["truncated"] is True
     assert result["rounds"][0]["agreed"] is False and result["consensus_round"] == 2

@@ -9,6 +9,7 @@ import io
 import sys
 from typing import Any
 
+from sift_graph.cache import call_store
 from sift_graph.context import SiftContext, setting_specs
 from sift_graph.faults import is_transient_fault
 from sift_graph.models.specs import resolve_model
@@ -77,6 +78,15 @@ def context_from_args(
     """Defaults, then what a resumed run was started with, then the flags given now."""
     try:
         return context_class.from_settings(stored or {}, **given_settings(args, context_class))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def open_call_cache(context: SiftContext) -> None:
+    """Open the call cache a context names now: a file that cannot be one (corrupt, not
+    writable, another program's database) is bad input (exit 2), before any model loads."""
+    try:
+        call_store(context.cache)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
 

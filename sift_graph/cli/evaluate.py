@@ -17,14 +17,17 @@ import contextlib
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, TextIO
 
+from sift_graph.checkpoints import checkpoint_kind, default_checkpoints, sqlite_file
 from sift_graph.cli.common import (
     ModelFault,
     UsageError,
     add_model_arguments,
     context_from_args,
     load_model_quietly,
+    open_call_cache,
     quiet_transformers,
 )
 from sift_graph.context import SiftContext
@@ -46,7 +49,8 @@ def add_eval_commands(commands: Any) -> None:
         "--samples", type=int, default=1, help="runs per question, with --temperature > 0 (majority vote)"
     )
     add_model_arguments(evaluate)
-    evaluate.set_defaults(run=eval_command)
+    # Not given: the persistent cache beside the checkpoints (`default_eval_cache`).
+    evaluate.set_defaults(run=eval_command, cache=None)
 
     report = commands.add_parser("report", help="tables, JSON and a plot from an eval results folder")
     report.add_argument("dir", help="the folder 'sift eval --out' wrote to")
@@ -69,10 +73,21 @@ def eval_command(args: argparse.Namespace, out: TextIO | None = None, progress: 
         dataset, questions = load_dataset(args.dataset, args.limit)
     except DatasetError as exc:
         raise UsageError(str(exc)) from exc
+    if args.cache is None:
+        args.cache = default_eval_cache()
     context = context_from_args(args)
+    open_call_cache(context)
     store = ResultStore(args.out, dataset, EvalConfig.from_context(context))
     with held_results(store):
         return evaluate(args, store, questions, context, out, progress)
+
+
+def default_eval_cache() -> str:
+    """`sift eval`'s call cache: `cache.sqlite` beside the SQLite checkpoints (else in
+    `.sift/`), so a rerun into another folder or with another comparator makes no call."""
+    checkpoints = default_checkpoints()
+    folder = Path(sqlite_file(checkpoints)).parent if checkpoint_kind(checkpoints) == "sqlite" else Path(".sift")
+    return str(folder / "cache.sqlite")
 
 
 @contextlib.contextmanager
@@ -109,6 +124,7 @@ def evaluate(
     if done < wanted:
         quiet_transformers()
         started = time.monotonic()
+        print(f"call cache: {context.cache}", file=progress, flush=True)
         print(f"model: {args.model} (loading...)", file=progress, flush=True)
         context.model = load_model_quietly(context)
         print(f"model ready in {time.monotonic() - started:.1f} s", file=progress, flush=True)

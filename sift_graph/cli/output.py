@@ -23,6 +23,10 @@ def _malformed(well_formed: bool, problems: list[str]) -> str:
     return "" if well_formed else f"  (malformed: {'; '.join(problems)})"
 
 
+def _cached(cached: bool) -> str:
+    return "  (cached: no request)" if cached else ""
+
+
 def format_event(event: StageEvent) -> str:
     """One streamed stage event as the lines a person reads."""
     if event["stage"] == "sticker":
@@ -33,13 +37,15 @@ def format_event(event: StageEvent) -> str:
         return f"[round {event['round']}] {how}:\n{_indent(event['sticker'])}"
     if event["stage"] == "prediction":
         cut = "  (cut off at the token limit)" if event["truncated"] else ""
-        return f"[round {event['round']}] {_ROLE_LABEL[event['role']]}: {event['answer'] or '(none)'}{cut}"
+        label = f"[round {event['round']}] {_ROLE_LABEL[event['role']]}"
+        return f"{label}: {event['answer'] or '(none)'}{cut}{_cached(event.get('cached', False))}"
     if event["stage"] == "consensus":
         first, second = (answer or "(none)" for answer in event["answers"])
         verdict = "consensus" if event["agreed"] else "no consensus"
         why = "  (a prediction was cut off at the token limit)" if event["truncated"] and not event["agreed"] else ""
         return f"[round {event['round']}] {verdict}: {first} vs {second}{why}"
-    return f"[fallback] no round agreed; direct chain-of-thought answer: {event['answer'] or '(none)'}"
+    answer = event["answer"] or "(none)"
+    return f"[fallback] no round agreed; direct chain-of-thought answer: {answer}{_cached(event.get('cached', False))}"
 
 
 def format_summary(result: Mapping[str, Any], seconds: float) -> str:

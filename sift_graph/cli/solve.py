@@ -48,6 +48,7 @@ from sift_graph.cli.common import (
     context_from_args,
     is_model_fault,
     load_model_quietly,
+    open_call_cache,
     quiet_transformers,
 )
 from sift_graph.cli.output import format_event, format_summary
@@ -167,6 +168,7 @@ def solve(args: argparse.Namespace, out: TextIO, progress: TextIO) -> int:
     else:
         question, thread_id = read_question(args), str(uuid.uuid4())
         context = context_from_args(args)  # bad settings: no run at all
+        open_call_cache(context)
     print(f"thread: {thread_id}", file=progress, flush=True)
     try:
         result = asyncio.run(solve_run(args, setting, thread_id, question, context, progress))
@@ -214,6 +216,7 @@ async def solve_run(
                     raise UsageError(f"no run with thread {thread_id!r} in {describe_checkpoints(setting)}")
                 stored = json.loads(str(snapshot.metadata.get(SETTINGS_METADATA_KEY) or "{}"))
                 context = context_from_args(args, stored)
+                open_call_cache(context)
                 question, finished = snapshot.values.get("question", ""), run_finished(snapshot.values)
             assert context is not None
             config["metadata"] = {SETTINGS_METADATA_KEY: json.dumps(context.stored_settings())}

@@ -12,7 +12,7 @@ from typing import Any
 
 from sift_graph.answers import answers_agree
 from sift_graph.evaluation.datasets import Question
-from sift_graph.state import RoleUsage, RoundRecord
+from sift_graph.state import RoleUsage, RoundRecord, counter
 
 STAGE_OF_ROUND_KIND = {"sticker": 1, "forward": 2, "inverse": 3}
 STAGES = (1, 2, 3)
@@ -83,6 +83,16 @@ def record_problem(record: Any) -> str | None:
     return None
 
 
+def saved_calls(*usages: Mapping[str, RoleUsage] | None) -> dict[str, int]:
+    """Calls served without a request: reused within a run (a round repeating the last
+    one's calls, the CoT's reply as SIFT's fallback) and found in the call cache."""
+    roles = [counts for usage in usages for counts in (usage or {}).values()]
+    return {
+        "reused": sum(counter(counts, "reused_calls") for counts in roles),
+        "from_cache": sum(counter(counts, "stored_calls") for counts in roles),
+    }
+
+
 def build_record(
     question: Question, cot_output: Mapping[str, Any], sift_output: Mapping[str, Any], comparator: str
 ) -> dict[str, Any]:
@@ -103,6 +113,7 @@ def build_record(
             "exit_stage": exit_stage(sift_output),
         },
         "stage_costs": usage_by_stage(rounds, usage),
+        "saved_calls": saved_calls(cot_output.get("usage"), usage),
         "rounds": [
             {
                 "round": record["round"],

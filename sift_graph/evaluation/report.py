@@ -104,6 +104,12 @@ def footnote(summary: dict[str, Any]) -> str:
         f"{summary['questions']} questions x {summary['samples']} sample(s), {summary['graded']} graded, "
         f"{summary['errors']} errors, wall time {summary['wall_seconds']:.1f} s"
     ]
+    saved = summary.get("saved_calls") or {}
+    if any(saved.values()):
+        parts.append(
+            f"calls saved by reuse/cache: {saved['reused'] + saved['from_cache']} "
+            f"({saved['reused']} reused within runs, {saved['from_cache']} from the call cache)"
+        )
     if summary["errors"]:
         parts.append("errors (rerun the same command to retry them): " + "; ".join(summary["error_examples"]))
     if summary["torn_lines_skipped"]:

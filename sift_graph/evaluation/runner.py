@@ -6,12 +6,15 @@ by stage, so that a report can rebuild the paper's "after stage k" columns witho
 running anything again.
 
 The baseline is the graph's own fallback node (`direct_answer`) in a one-node graph: the
-same prompt, the same call path and the same retry policy as SIFT's fallback.
+same prompt, the same call path and the same retry policy as SIFT's fallback. It runs
+first, and its reply is SIFT's fallback (`SiftInput.fallback`), as in the paper's
+reference: a question SIFT cannot settle makes no second, identical direct call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 import time
 import uuid
@@ -21,19 +24,28 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from langgraph.graph import END, START, StateGraph
+from typing_extensions import TypedDict
 
 from sift_graph.context import SiftContext
 from sift_graph.evaluation.datasets import Question
 from sift_graph.evaluation.records import build_record
 from sift_graph.evaluation.results import ResultStore, record_key
 from sift_graph.faults import describe_fault
-from sift_graph.graph import MODEL_RETRY, SiftGraph, build_sift_graph, model_node
-from sift_graph.state import SiftInput, SiftOutput, SiftState
+from sift_graph.graph import MODEL_RETRY, build_sift_graph, model_node
+from sift_graph.state import Prediction, RoleUsage, SiftInput, SiftState
 
 
-def build_cot_graph() -> SiftGraph:
+class CotOutput(TypedDict):
+    answer: str | None
+    response: str
+    usage: dict[str, RoleUsage]
+    fallback: Prediction
+    """The baseline's prediction, handed to SIFT as its fallback."""
+
+
+def build_cot_graph() -> StateGraph[SiftState, SiftContext, SiftInput, CotOutput]:
     """The zero-shot CoT baseline: SIFT's fallback node alone. Uncompiled, like SIFT's."""
-    builder = StateGraph(SiftState, context_schema=SiftContext, input_schema=SiftInput, output_schema=SiftOutput)
+    builder = StateGraph(SiftState, context_schema=SiftContext, input_schema=SiftInput, output_schema=CotOutput)
     builder.add_node("direct_answer", model_node("direct_answer"), retry_policy=MODEL_RETRY)
     builder.add_edge(START, "direct_answer")
     builder.add_edge("direct_answer", END)
@@ -52,21 +64,26 @@ class Task:
         return self.question.id, self.sample, self.question.sha
 
 
-async def evaluate_one(task: Task, sift_graph: Any, cot_graph: Any, context: SiftContext) -> dict[str, Any]:
-    """The record of one (question, sample): CoT and SIFT side by side, or the error.
+def sample_context(context: SiftContext, sample: int) -> SiftContext:
+    """The context of sample `sample`: sampled runs get seed SEED + sample (SEED 0 when
+    unset), so samples are independent, reproducible, and never share a cached call."""
+    if not context.temperature > 0:
+        return context
+    return dataclasses.replace(context, seed=(context.seed or 0) + sample)
 
-    The two methods run concurrently: against a served model they are independent requests.
-    A TaskGroup (not gather) so that when one fails the other is cancelled, instead of
-    running on unseen beside the next question and breaking the concurrency bound.
-    """
+
+async def evaluate_one(task: Task, sift_graph: Any, cot_graph: Any, context: SiftContext) -> dict[str, Any]:
+    """The record of one (question, sample): CoT, then SIFT with the CoT's reply as its
+    fallback, or the error (a failed CoT means SIFT does not start)."""
     started = time.monotonic()
+    context = sample_context(context, task.sample)
+    question = task.question.question
     try:
-        async with asyncio.TaskGroup() as group:
-            cot = group.create_task(cot_graph.ainvoke({"question": task.question.question}, context=context))
-            sift = group.create_task(sift_graph.ainvoke({"question": task.question.question}, context=context))
-        body = build_record(task.question, cot.result(), sift.result(), context.comparator)
-    except* Exception as group_error:  # one bad question must not stop the run; a rerun retries it
-        body = {"status": "error", "error": "; ".join(describe_fault(exc) for exc in group_error.exceptions)}
+        cot = await cot_graph.ainvoke({"question": question}, context=context)
+        sift = await sift_graph.ainvoke({"question": question, "fallback": cot["fallback"]}, context=context)
+        body = build_record(task.question, cot, sift, context.comparator)
+    except Exception as exc:  # one bad question must not stop the run; a rerun retries it
+        body = {"status": "error", "error": describe_fault(exc)}
     return {
         "id": task.question.id,
         "sample": task.sample,

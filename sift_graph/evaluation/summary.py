@@ -140,6 +140,13 @@ def wall_time(records: Sequence[Record]) -> float:
     return sum(finished - started for started, finished in sessions.values())
 
 
+def total_saved_calls(records: Sequence[Record]) -> dict[str, int]:
+    """Calls served without a request over the records (records of earlier versions
+    have no count: none)."""
+    saved = [record.get("saved_calls") or {} for record in records]
+    return {kind: sum(int(counts.get(kind, 0)) for counts in saved) for kind in ("reused", "from_cache")}
+
+
 def summarize(records: Sequence[Record], comparator: str = "math") -> dict[str, Any]:
     """The numbers of one result set (see the module docstring for what each means)."""
     ok = [record for record in records if record["status"] == "ok"]
@@ -154,6 +161,7 @@ def summarize(records: Sequence[Record], comparator: str = "math") -> dict[str, 
         "error_examples": sorted({record["error"] for record in errors})[:3],
         "exit_shares": exit_shares(ok),
         "wall_seconds": wall_time(records),
+        "saved_calls": total_saved_calls(ok),
     }
     if samples == 1:
         summary["columns"] = single_run_summary(ok)

@@ -98,6 +98,12 @@ class LocalChatModel(ChatHuggingFace):
     def _llm_type(self) -> str:
         return "sift-local-transformers"
 
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        # Part of LangChain's cache key (the class is not serializable): replies of one
+        # model, or of one model at another precision, are never handed to another.
+        return {"model_id": self.model_id, "dtype": str(self.llm.pipeline.model.dtype)}
+
     def _generate(
         self,
         messages: list[BaseMessage],

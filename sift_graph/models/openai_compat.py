@@ -3,18 +3,21 @@ llama.cpp's server, OpenAI itself."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
+from weakref import WeakKeyDictionary
 
+import openai
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatResult
 from langchain_openai import ChatOpenAI
-from pydantic import SecretStr
+from pydantic import PrivateAttr, SecretStr
 
 from sift_graph.faults import MalformedReplyError
 from sift_graph.models.specs import Connection
@@ -122,6 +125,24 @@ class OpenAICompatibleChatModel(ChatOpenAI):
 
     token_limit_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
 
+    _clients_by_loop: WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = PrivateAttr(default_factory=WeakKeyDictionary)
+
+    def _async_client(self) -> Any:
+        """An async client whose connections belong to the running event loop. The stock
+        one is shared by every loop in the process, and a connection opened under one
+        `asyncio.run` breaks the next ("Event loop is closed"): a script that calls
+        `asyncio.run` twice, or a process that runs `sift solve` twice. A client of the
+        user's own (`http_async_client`) is used as given."""
+        if self.http_async_client is not None:
+            return self.root_async_client
+        loop = asyncio.get_running_loop()
+        client = self._clients_by_loop.get(loop)
+        if client is None:
+            client = self._clients_by_loop[loop] = self.root_async_client.copy(
+                http_client=openai.DefaultAsyncHttpxClient()
+            )
+        return client
+
     # The lean path. For a plain chat completion the stock client (1) walks the request
     # through the OpenAI SDK's typed-params transform, (2) parses the reply into pydantic
     # models that `_create_chat_result` turns straight back into a dict, and (3) on the
@@ -167,7 +188,7 @@ class OpenAICompatibleChatModel(ChatOpenAI):
             return await super()._agenerate(messages, stop=stop, run_manager=run_manager, **kwargs)
         body, options = chat_completion_request(payload)
         with openai_errors_mapped(), self._malformed_replies_named():
-            response = await self.root_async_client.post("/chat/completions", body=body, options=options, cast_to=dict)
+            response = await self._async_client().post("/chat/completions", body=body, options=options, cast_to=dict)
         return self._create_chat_result(self._checked(response), {})
 
     def _malformed(self, what: str) -> MalformedReplyError:

@@ -17,6 +17,12 @@ FORWARD_STICKER = (
     "**Conditions:**\n1. Ann has 3 apples.\n2. Ann buys 2 more apples.\n"
     "**Question:** How many apples does Ann have in total?"
 )
+REFINED_STICKER = (
+    "**Conditions:**\n1. Ann has 3 apples.\n2. Then Ann buys 2 more apples.\n"
+    "**Question:** What is the total number of apples Ann has?"
+)
+"""The second forward optimization's sticker (after inverse generation): it differs from
+the first, as a real refinement's would, so the last round's calls are new calls."""
 INVERSE_STICKER = (
     "**Conditions:**\n1. Ann starts with 3 apples.\n2. Ann gets 2 apples.\n**Question:** How many apples now?"
 )
@@ -27,13 +33,28 @@ def boxed(answer: str) -> str:
     return f"Adding the apples step by step gives the total. \\boxed{{{answer}}}"
 
 
+def rephrased(sticker: str, times: int) -> str:
+    """`sticker` with its question asked another way: a refinement that changed it."""
+    return sticker if times == 0 else sticker.replace("?", f" (reading {times})?")
+
+
+_ROUNDS_AT_MOST = 1 + 2 * 16  # the first round and the most forward and inverse rounds
+
+
 def script_for(sticker_answers: list[str], query_answers: list[str], direct: str = "5") -> dict[str, Any]:
     """A script whose k-th round predicts sticker_answers[k] and query_answers[k]
-    (the last one repeats), and whose fallback answers `direct`."""
+    (the last one repeats), and whose fallback answers `direct`. Each round's sticker
+    differs from the others (generated, forward-optimized, refined after inverse
+    generation, each later one rephrased again; each inverse draft too), so no round
+    repeats another's calls (see `cache`)."""
     return {
         "sticker": STICKER,
-        "forward": FORWARD_STICKER,
-        "inverse": INVERSE_STICKER,
+        "forward": [
+            FORWARD_STICKER,
+            REFINED_STICKER,
+            *(rephrased(REFINED_STICKER, k) for k in range(1, _ROUNDS_AT_MOST)),
+        ],
+        "inverse": [rephrased(INVERSE_STICKER, k) for k in range(_ROUNDS_AT_MOST)],
         "predict_sticker": [boxed(a) for a in sticker_answers],
         "predict_query_sticker": [boxed(a) for a in query_answers],
         "direct": boxed(direct),

@@ -16,6 +16,7 @@ with no weights at all.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import threading
@@ -91,6 +92,11 @@ class ScriptedChatModel(BaseChatModel):
     @property
     def _llm_type(self) -> str:
         return "sift-scripted"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        # Part of LangChain's cache key: two scripts never share a cached reply.
+        return {"script": hashlib.sha256(json.dumps(self.script, sort_keys=True).encode()).hexdigest()}
 
     @property
     def calls(self) -> list[RecordedCall]:
@@ -169,6 +175,13 @@ class ScriptedChatModel(BaseChatModel):
             self._calls.append(RecordedCall(role, prompt, dict(kwargs), started, time.monotonic(), outcome))
         self._log(outcome, role, call)
 
+    def _unserve(self, role: str, call: int) -> None:
+        """A call cancelled before it answered gives its reply back: made again, it gets
+        the reply it would have had (a deterministic model's, by call order)."""
+        with self._lock:
+            if self._served[role] == call:
+                self._served[role] -= 1
+
     def _held(self, role: str, reply: dict[str, Any]) -> bool:
         return bool(reply["call"] == self.hold.get(role))
 
@@ -224,6 +237,7 @@ class ScriptedChatModel(BaseChatModel):
             await asyncio.sleep(self.latency)
         except asyncio.CancelledError:  # the caller gave up: a request cut off mid-flight
             self._finish(role, prompt, kwargs, started, reply["call"], "cancel")
+            self._unserve(role, reply["call"])
             raise
         self._finish(role, prompt, kwargs, started, reply["call"])
         return self._result(prompt, reply)
