@@ -34,6 +34,7 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.types import Durability
 
 if TYPE_CHECKING:
     import psycopg
@@ -46,7 +47,7 @@ CHECKPOINTS_ENV = "SIFT_CHECKPOINTS"
 #: starts, so a process killed at any moment loses at most the model calls in flight.
 #: ("async" overlaps the write with the next step, and a kill can lose a finished step;
 #: "exit" writes only at the end.) A write costs far less than a model call.
-RUN_DURABILITY = "sync"
+RUN_DURABILITY: Durability = "sync"
 
 _POSTGRES_PREFIXES = ("postgresql://", "postgres://")
 _SQLITE_PREFIX = "sqlite:///"

@@ -4,6 +4,12 @@ question, stickers and scripts in `sift_graph.testing`)."""
 from __future__ import annotations
 
 import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
@@ -34,3 +40,38 @@ def broken_model(broken_role: str) -> ScriptedChatModel:
 def answer_cli_with(monkeypatch: pytest.MonkeyPatch, model: object) -> None:
     """Make every model spec the `sift` CLI resolves answer with `model`."""
     monkeypatch.setattr("sift_graph.cli.common.resolve_model", lambda spec, connection=None: model)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    """Poll `condition` until it holds; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+@contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """An ASGI app served by uvicorn (lifespan on) on a free loopback port, in a thread
+    of this process; yields the OpenAI base URL (http://127.0.0.1:PORT/v1)."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    wait_until(lambda: server.started or not thread.is_alive(), "uvicorn to start")
+    if not server.started:
+        raise RuntimeError("uvicorn did not start (see the log above)")
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
