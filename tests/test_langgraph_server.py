@@ -1,5 +1,7 @@
 """A real `langgraph dev` server serving graphs/ from langgraph.json, driven with
-langgraph-sdk: assistants with their own context, threads, streamed stages, history."""
+langgraph-sdk: assistants with their own context, threads, streamed stages, history;
+and the OpenAI-compatible routes it mounts as its custom HTTP app (`sift serve`'s),
+driven with the official openai client and ChatOpenAI."""
 
 from __future__ import annotations
 
@@ -44,16 +46,25 @@ def wait_until_up(url: str, process: subprocess.Popen, log: Path, timeout: float
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """`langgraph dev` on a free loopback port; stopped by its pid at the end."""
-    folder = tmp_path_factory.mktemp("server")
+def folder(tmp_path_factory):
+    """The server's log, and its OpenAI routes' scripted model and checkpoint store."""
+    return tmp_path_factory.mktemp("server")
+
+
+@pytest.fixture(scope="module")
+def server(folder):
+    """`langgraph dev` on a free loopback port; stopped by its pid at the end. Its OpenAI
+    routes answer with the scripted model and keep their runs in `openai-runs.sqlite`."""
     log = folder / "server.log"
     port = free_port()
+    (folder / "openai-model.json").write_text(json.dumps({"script": SCRIPT}), encoding="utf-8")
     env = {
         **os.environ,
         "LANGGRAPH_CLI_NO_ANALYTICS": "1",
         "LANGSMITH_TRACING": "false",
         "PYTHONPATH": str(ROOT),
+        "SIFT_MODEL": f"scripted:{folder / 'openai-model.json'}",
+        "SIFT_CHECKPOINTS": str(folder / "openai-runs.sqlite"),
     }
     with open(log, "w") as log_file:
         process = subprocess.Popen(
@@ -192,3 +203,27 @@ async def test_chat_graph_answers_with_an_ai_message(server, scripted_spec):
     assert [m["type"] for m in messages] == ["human", "ai"]
     assert messages[1]["response_metadata"]["sift_answer"] == "5"
     assert any("sift" in event for event in namespaces)  # SIFT's stages, from the subgraph
+
+
+def test_the_openai_routes_are_mounted_beside_the_langgraph_api(server, folder):
+    import openai
+    from langchain_openai import ChatOpenAI
+
+    from sift_graph.checkpoints import open_checkpointer
+
+    client = openai.OpenAI(base_url=f"{server}/v1", api_key="unused", max_retries=0)
+    assert [model.id for model in client.models.list()] == ["sift"]
+    messages = [{"role": "user", "content": QUESTION}]
+    completion = client.chat.completions.create(model="sift", messages=messages)
+    assert completion.sift["answer"] == "5" and completion.sift["consensus_round"] == 2
+    chunks = list(client.chat.completions.create(model="sift", messages=messages, stream=True))
+    stages = [getattr(chunk.choices[0].delta, "reasoning_content", None) for chunk in chunks if chunk.choices]
+    assert stages[1].startswith("[round 1] sticker") and chunks[-1].choices[0].finish_reason == "stop"
+    assert ChatOpenAI(model="sift", base_url=f"{server}/v1", api_key="unused").invoke(QUESTION).content
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="gpt-4o", messages=messages)
+
+    # Each request's run is in the configured store, where `sift solve --resume` finds it.
+    with open_checkpointer(str(folder / "openai-runs.sqlite")) as saver:
+        saved = saver.get_tuple({"configurable": {"thread_id": completion.sift["thread_id"]}})
+    assert saved is not None and saved.checkpoint["channel_values"]["answer"] == "5"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,20 +19,17 @@ from typing import Any
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import StreamMode
 
-from sift_graph.checkpoints import RUN_DURABILITY, aopen_checkpointer, describe_checkpoints
+from sift_graph.checkpoints import RUN_DURABILITY
 from sift_graph.context import SiftContext
 from sift_graph.events import StageEvent
 from sift_graph.graph import build_sift_graph
 from sift_graph.runs import new_thread_id, run_config
 from sift_graph.serve.errors import ServerBusy
 from sift_graph.serve.settings import ServeSettings
+from sift_graph.serve.store import open_store
 from sift_graph.state import output_of
 
 _STREAM_MODES: list[StreamMode] = ["custom", "values"]
-
-
-class StoreUnavailable(Exception):
-    """The checkpoint store cannot be opened (one line, for a person)."""
 
 
 class RunCancelled(Exception):
@@ -109,15 +105,7 @@ class SiftService:
     async def opened(self) -> AsyncIterator[SiftService]:
         """The service with its store open; runs still going at the end are cancelled
         (and stay resumable) before the store closes. StoreUnavailable if it cannot open."""
-        import psycopg
-
-        async with contextlib.AsyncExitStack() as stack:
-            try:
-                saver = await stack.enter_async_context(aopen_checkpointer(self.settings.checkpoints))
-            except (OSError, sqlite3.Error, psycopg.Error) as exc:
-                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                where = describe_checkpoints(self.settings.checkpoints)
-                raise StoreUnavailable(f"cannot open checkpoints {where!r}: {reason}") from exc
+        async with open_store(self.settings.checkpoints) as saver:
             self._graph = build_sift_graph(retry_policy=self.settings.retry_policy).compile(checkpointer=saver)
             try:
                 yield self
