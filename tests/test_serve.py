@@ -19,7 +19,7 @@ from sift_graph.serve import ServeSettings, SiftService, create_app
 from sift_graph.serve.protocol import CONTEXT_HEADER
 from sift_graph.testing import QUESTION, ScriptedChatModel, boxed, script_for
 
-from helpers import serving
+from helpers import postgres_url, serving
 
 FAST_RETRY = RetryPolicy(max_attempts=4, initial_interval=0.01, jitter=False, retry_on=is_transient_fault)
 ROUND_2 = script_for(["4", "5"], ["3", "5"])
@@ -193,17 +193,18 @@ def test_eight_concurrent_requests_all_answer(start):
     assert service.active == 0
 
 
-def test_a_failed_request_is_resumed_by_sift_solve(start, tmp_path, capsys):
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_a_failed_request_is_resumed_by_sift_solve(start, tmp_path, capsys, kind):
     """The server stores a run as `sift solve` does: `--resume THREAD` finishes it."""
     spec = tmp_path / "model.json"
     spec.write_text(json.dumps({"script": ROUND_2, "failures": {"forward": 4}}), encoding="utf-8")
-    store = tmp_path / "runs.sqlite"
-    url, _ = start(SiftContext(model=f"scripted:{spec}", max_tokens=99), checkpoints=str(store))
+    store = str(tmp_path / "runs.sqlite") if kind == "sqlite" else postgres_url()
+    url, _ = start(SiftContext(model=f"scripted:{spec}", max_tokens=99), checkpoints=store)
     with pytest.raises(openai.InternalServerError) as failed:  # round 2's sticker failed for good
         client_for(url).chat.completions.create(model="sift", messages=MESSAGES)
     thread = failed.value.response.headers["x-sift-thread-id"]
 
-    assert cli.main(["solve", "--resume", thread, "--checkpoints", str(store), "--json"]) == 0
+    assert cli.main(["solve", "--resume", thread, "--checkpoints", store, "--json"]) == 0
     out, err = capsys.readouterr()
     result = json.loads(out)
     assert result["thread_id"] == thread and result["answer"] == "5" and result["consensus_round"] == 2
