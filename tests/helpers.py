@@ -4,9 +4,13 @@ question, stickers and scripts in `sift_graph.testing`)."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -75,3 +79,39 @@ def serving(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def sift_serve(*args: str, log: os.PathLike[str], env: dict[str, str] | None = None) -> Iterator[tuple[str, Any]]:
+    """`sift serve ARGS` in its own process on a free loopback port, its output in `log`;
+    yields (OpenAI base URL, process). Stopped with Ctrl-C (SIGINT) at the end."""
+    port = free_port()
+    with open(log, "w") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sift_graph.cli", "serve", "--port", str(port), *args],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        wait_until(lambda: _answers(f"{url}/models") or process.poll() is not None, "sift serve to listen", 60)
+        if process.poll() is not None:
+            raise RuntimeError(f"sift serve exited with {process.returncode}")
+        yield url, process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

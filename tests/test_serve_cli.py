@@ -4,11 +4,6 @@ server over a real OpenAI-compatible server (llama.cpp's, with the embedded mode
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import urllib.request
 
 import openai
 import pytest
@@ -18,37 +13,18 @@ from sift_graph import SiftContext
 from sift_graph.serve import ServeSettings, SiftService, create_app
 from sift_graph.testing import QUESTION, boxed, script_for
 
-from helpers import free_port, serving, wait_until
+from helpers import serving, sift_serve
 
 pytestmark = pytest.mark.slow  # real processes, a real model
 SECRET = "sk-test-0e7f3a9c1e5b2d4f6a8c"
 
 
-def answers_models(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/models", timeout=2):
-            return True
-    except OSError:
-        return False
-
-
 def test_the_command_serves_until_interrupted(tmp_path):
     spec = tmp_path / "model.json"
     spec.write_text(json.dumps({"script": script_for(["4", "5"], ["3", "5"]), "latency": 0.05}), encoding="utf-8")
-    port, log = free_port(), tmp_path / "serve.log"
-    argv = [sys.executable, "-m", "sift_graph.cli", "serve", "--model", f"scripted:{spec}", "--port", str(port)]
-    env = {**os.environ, "OPENAI_API_KEY": SECRET}
-    with open(log, "w") as log_file:
-        process = subprocess.Popen(
-            [*argv, "--checkpoints", str(tmp_path / "runs.sqlite"), "--max-concurrency", "3"],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        wait_until(lambda: answers_models(url) or process.poll() is not None, "sift serve to listen", timeout=60)
-        assert process.poll() is None, log.read_text()
+    log = tmp_path / "serve.log"
+    args = ["--model", f"scripted:{spec}", "--checkpoints", str(tmp_path / "runs.sqlite"), "--max-concurrency", "3"]
+    with sift_serve(*args, log=log, env={"OPENAI_API_KEY": SECRET}) as (url, process):
         client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
         stream = client.chat.completions.create(
             model="sift", messages=[{"role": "user", "content": QUESTION}], stream=True
@@ -56,9 +32,6 @@ def test_the_command_serves_until_interrupted(tmp_path):
         chunks = [chunk for chunk in stream if chunk.choices]
         stages = [chunk.choices[0].delta.reasoning_content for chunk in chunks if chunk.choices[0].delta.model_extra]
         assert len(stages) == 8 and chunks[-2].choices[0].delta.content == boxed("5")
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=30)
     output = log.read_text()
     assert f"serving model 'sift' at {url}" in output and "at most 3 requests at once" in output
     assert '"POST /v1/chat/completions HTTP/1.1" 200' in output
