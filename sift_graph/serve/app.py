@@ -29,7 +29,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from sift_graph.narration import format_event
-from sift_graph.serve.errors import ApiError, ServerBusy, api_error_for, bad_request
+from sift_graph.serve.errors import ApiError, api_error_for, bad_request
 from sift_graph.serve.payloads import (
     DONE,
     Stamp,
@@ -93,7 +93,8 @@ class OpenAIRoutes:
         error = api_error_for(exc, secrets=(self.service.settings.context.api_key, os.environ.get("OPENAI_API_KEY")))
         if error.status >= 500:
             thread = (headers or {}).get(THREAD_HEADER, "-")
-            logger.warning("run %s failed (HTTP %d): %s", thread, error.status, error.message)
+            trace = exc if error.status == 500 else None  # a bug: its traceback is wanted
+            logger.warning("run %s failed (HTTP %d): %s", thread, error.status, error.message, exc_info=trace)
         error.headers.update(headers or {})
         return error
 
@@ -109,7 +110,7 @@ class OpenAIRoutes:
             chat = parse_chat_request(await _json_body(request))
             context = context_for(self.service.settings.context, chat.decoding)
             run = self.service.start(chat.question, context)
-        except (ApiError, ServerBusy) as exc:
+        except Exception as exc:  # bad input (400, 404), no free slot (429), or a bug (500)
             return self._error_response(exc)
         headers = {THREAD_HEADER: run.thread_id}
         stamp = Stamp(run.thread_id, int(time.time()))
