@@ -90,6 +90,16 @@ def test_plain_and_streamed_answers(start, upstream):
     assert {headers["authorization"] for headers in upstream.headers} == {f"Bearer {SECRET}"}
 
 
+async def test_the_async_client(start, upstream):
+    url, _ = start()
+    client = openai.AsyncOpenAI(base_url=url, api_key="unused", max_retries=0)
+    completion = await client.chat.completions.create(model="sift", messages=MESSAGES)
+    assert completion.choices[0].message.content == boxed("5") and completion.sift["consensus_round"] == 1
+    stream = await client.chat.completions.create(model="sift", messages=MESSAGES, stream=True)
+    assert "".join([chunk.choices[0].delta.content or "" async for chunk in stream if chunk.choices]) == boxed("5")
+    assert upstream.count("sticker") == 2
+
+
 def test_stages_arrive_while_the_run_is_still_going(start, upstream):
     url, _ = start()
     held = gate(upstream, PREDICTIONS)
