@@ -10,7 +10,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from sift_graph import SiftContext
 from sift_graph.events import consensus_event, direct_event
-from sift_graph.serve.errors import ApiError, ServerBusy, api_error_for, redact
+from sift_graph.serve.errors import ApiError, RunCancelled, ServerBusy, api_error_for, redact
 from sift_graph.serve.payloads import (
     Stamp,
     chunk_payload,
@@ -217,6 +217,7 @@ SECRET = "sk-test-5b2d4f6a8c0e7f3a9c1e"
         (openai.APITimeoutError(request=httpx.Request("POST", "http://upstream")), 504, "did not answer in time"),
         (upstream_error(504), 504, "did not answer in time"),
         (TimeoutError(), 504, "did not answer in time"),
+        (RunCancelled("run t was cancelled"), 503, "run t was cancelled; the server is shutting down"),
         (KeyError("bug"), 500, "internal error: KeyError"),
     ],
 )

@@ -8,6 +8,7 @@
 | 429 | `max_concurrency` runs are in progress (with `Retry-After`) |
 | 502 | the upstream model failed and retries could not fix it |
 | 504 | the upstream model did not answer in time |
+| 503 | the run was stopped before it finished (the server is shutting down) |
 | 500 | anything else (a bug: the log has the traceback) |
 """
 
@@ -61,6 +62,10 @@ class ServerBusy(Exception):
         self.limit = limit
 
 
+class RunCancelled(Exception):
+    """The run was stopped before it finished; its finished steps are kept."""
+
+
 def busy_error(exc: ServerBusy) -> ApiError:
     return ApiError(
         429,
@@ -98,6 +103,9 @@ def api_error_for(exc: BaseException, secrets: Iterable[str | None] = ()) -> Api
         return exc
     if isinstance(exc, ServerBusy):
         return busy_error(exc)
+    if isinstance(exc, RunCancelled):
+        message = f"{exc}; the server is shutting down: `sift solve --resume THREAD` finishes the run"
+        return ApiError(503, message, type="server_error", code="run_cancelled")
     status = _upstream_status(exc)
     if is_timeout(exc):
         return ApiError(
