@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,18 +20,12 @@ import pytest
 from sift_graph.testing import QUESTION, boxed, script_for
 
 from fault_server import FaultServer
-from helpers import wait_until
+from helpers import free_port, wait_until
 
 pytestmark = pytest.mark.slow  # a real server process
 ROOT = Path(__file__).resolve().parent.parent
 # Round 1 disagrees, round 2 agrees: the round budget decides how a run ends.
 SCRIPT = script_for(["4", "5"], ["3", "5"], direct="7")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until_up(url: str, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
