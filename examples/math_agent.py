@@ -2,11 +2,16 @@
 
     .venv/bin/python examples/math_agent.py                      # embedded model, two questions
     .venv/bin/python examples/math_agent.py --model openai:qwen2.5-7b-instruct --base-url http://localhost:8000/v1
+    .venv/bin/python examples/math_agent.py --sift-url http://127.0.0.1:8000/v1   # SIFT behind `sift serve`
 
 The agent is a `MessagesState` graph. A router reads the last human message; math goes to
 SIFT through the messages adapter (a subgraph: its stages stream inside the agent's run),
 anything else to one plain model call. Parent and SIFT checkpoint together in one SQLite
 file, so a conversation continues across runs of this script under the same thread.
+
+With `--sift-url`, SIFT is a model like any other: `ChatOpenAI` pointed at `sift serve`,
+sent the whole conversation (the earlier turns are context for the question). The server
+keeps the SIFT run under its own thread (printed), in its own checkpoint store.
 """
 
 from __future__ import annotations
@@ -17,10 +22,12 @@ import tempfile
 from pathlib import Path
 
 from langchain_core.messages import AIMessage, HumanMessage
+from langchain_openai import ChatOpenAI
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
 from sift_graph import SiftContext
+from sift_graph.answers import extract_answer
 from sift_graph.checkpoints import RUN_DURABILITY, open_checkpointer
 from sift_graph.messages import MessagesState, build_sift_messages_graph, last_human_text
 from sift_graph.models import resolve_model
@@ -50,9 +57,30 @@ def chat(state: MessagesState, runtime: Runtime[SiftContext]) -> dict:
     return {"messages": [AIMessage(content=reply.content, name="chat")]}
 
 
-def build_math_agent() -> StateGraph:
+def sift_over_openai_api(url: str, max_tokens: int):
+    """The `sift` node as a call to `sift serve` through ChatOpenAI: one AI message, as the
+    in-process adapter answers (the solution, its answer, and the server's thread)."""
+    model = ChatOpenAI(
+        model="sift", base_url=url, api_key="unused", max_tokens=max_tokens, include_response_headers=True
+    )
+
+    def ask_sift(state: MessagesState) -> dict:
+        reply = model.invoke(state["messages"])
+        metadata = {
+            "sift_answer": extract_answer(reply.content),
+            "sift_thread": reply.response_metadata["headers"]["x-sift-thread-id"],
+        }
+        return {"messages": [AIMessage(content=reply.content, name="sift", response_metadata=metadata)]}
+
+    return ask_sift
+
+
+def build_math_agent(sift_url: str | None = None, max_tokens: int = 64) -> StateGraph:
     builder = StateGraph(MessagesState, context_schema=SiftContext)
-    builder.add_node("sift", build_sift_messages_graph().compile())
+    if sift_url is None:
+        builder.add_node("sift", build_sift_messages_graph().compile())
+    else:
+        builder.add_node("sift", sift_over_openai_api(sift_url, max_tokens))
     builder.add_node("chat", chat)
     builder.add_conditional_edges(START, route, ["sift", "chat"])
     builder.add_edge("sift", END)
@@ -67,6 +95,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--checkpoints", default=str(Path(tempfile.gettempdir()) / "sift-math-agent.sqlite"))
     parser.add_argument("--thread", default="math-agent-demo")
+    parser.add_argument("--sift-url", default=None, help="ask SIFT at this `sift serve` (.../v1) through ChatOpenAI")
     args = parser.parse_args()
 
     context = SiftContext(model=args.model, base_url=args.base_url, max_tokens=args.max_tokens)
@@ -76,7 +105,7 @@ def main() -> None:
         "A pen costs $2 and a notebook costs 3 times as much. How much do 2 pens and 1 notebook cost?",
     ]
     with open_checkpointer(args.checkpoints) as saver:
-        agent = build_math_agent().compile(checkpointer=saver)
+        agent = build_math_agent(args.sift_url, args.max_tokens).compile(checkpointer=saver)
         for question in questions:
             print(f"user: {question}")
             for namespace, mode, chunk in agent.stream(
@@ -95,6 +124,8 @@ def main() -> None:
             print(f"{answer.name}: {answer.content.strip()[-200:]}")
             if answer.name == "sift":
                 print(f"  (SIFT answer: {answer.response_metadata['sift_answer']})")
+            if "sift_thread" in answer.response_metadata:
+                print(f"  (sift serve thread: {answer.response_metadata['sift_thread']})")
 
 
 if __name__ == "__main__":

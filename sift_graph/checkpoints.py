@@ -19,10 +19,10 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -34,9 +34,12 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.types import Durability
 
 if TYPE_CHECKING:
     import psycopg
+
+T = TypeVar("T")
 
 #: Where the CLI keeps its runs unless told otherwise (``--checkpoints`` or this variable).
 DEFAULT_CHECKPOINTS = os.path.join(".sift", "checkpoints.sqlite")
@@ -46,7 +49,7 @@ CHECKPOINTS_ENV = "SIFT_CHECKPOINTS"
 #: starts, so a process killed at any moment loses at most the model calls in flight.
 #: ("async" overlaps the write with the next step, and a kill can lose a finished step;
 #: "exit" writes only at the end.) A write costs far less than a model call.
-RUN_DURABILITY = "sync"
+RUN_DURABILITY: Durability = "sync"
 
 _POSTGRES_PREFIXES = ("postgresql://", "postgres://")
 _SQLITE_PREFIX = "sqlite:///"
@@ -161,8 +164,13 @@ class SqliteFileSaver(SqliteSaver):
         finally:
             connection.close()
 
+    async def _call(self, work: Callable[[], T]) -> T:
+        """Where the async methods do their work: in place (see above). A saver for a
+        server, whose event loop serves others too, runs it in a worker thread instead."""
+        return work()
+
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return self.get_tuple(config)
+        return await self._call(lambda: self.get_tuple(config))
 
     async def alist(
         self,
@@ -174,7 +182,7 @@ class SqliteFileSaver(SqliteSaver):
     ) -> AsyncIterator[CheckpointTuple]:
         # Read them all before yielding: the sync generator holds the saver's lock
         # while it iterates, and a caller writing between two items would wait on it.
-        for item in list(self.list(config, filter=filter, before=before, limit=limit)):
+        for item in await self._call(lambda: list(self.list(config, filter=filter, before=before, limit=limit))):
             yield item
 
     async def aput(
@@ -184,18 +192,18 @@ class SqliteFileSaver(SqliteSaver):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        return self.put(config, checkpoint, metadata, new_versions)
+        return await self._call(lambda: self.put(config, checkpoint, metadata, new_versions))
 
     async def aput_writes(
         self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
     ) -> None:
-        self.put_writes(config, writes, task_id, task_path)
+        await self._call(lambda: self.put_writes(config, writes, task_id, task_path))
 
     async def adelete_thread(self, thread_id: str) -> None:
-        self.delete_thread(thread_id)
+        await self._call(lambda: self.delete_thread(thread_id))
 
     async def aget_delta_channel_history(self, *, config: RunnableConfig, channels: Sequence[str]) -> Mapping[str, Any]:
-        return self.get_delta_channel_history(config=config, channels=channels)
+        return await self._call(lambda: self.get_delta_channel_history(config=config, channels=channels))
 
 
 # The PostgreSQL analogue of SQLite's synchronous=NORMAL, for the saver's own sessions

@@ -30,6 +30,14 @@ def is_transient_fault(exc: BaseException) -> bool:
     return isinstance(exc, (ConnectionError, TimeoutError, httpx.TransportError, MalformedReplyError))
 
 
+def is_model_fault(exc: BaseException) -> bool:
+    """A failure of the model call itself (transient, or an error the model API returned),
+    as opposed to a bug or bad input on our side."""
+    import openai
+
+    return is_transient_fault(exc) or isinstance(exc, openai.APIError)
+
+
 def describe_fault(exc: BaseException) -> str:
     """One line for a person: what failed, without a traceback."""
     import openai

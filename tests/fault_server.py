@@ -1,10 +1,16 @@
 """A small OpenAI-compatible server on loopback that misbehaves on request.
 
+A request that waits (`hang`, `until`) watches its connection: if the client hangs up
+first, it is counted in `abandoned` (by role) and never answered, which is how a test
+sees that a client cancelled its call.
+
 Each chat completion request is answered by the next planned action for its SIFT role
 (the role is recognised from the prompt), else by the role's normal reply:
 
     {"status": 429}                      an HTTP error with an OpenAI-style error body
-    {"hang": 2.0}                        sleep this long, then answer normally
+    {"status": 401, "message": "..."}    ... with this message
+    {"hang": 2.0}                        wait this long, then answer normally
+    {"until": threading.Event()}         wait until the test sets the event (at most 60 s), then answer
     {"drop": True}                       send part of a response and close the connection
     {"raw": "<html>..", "content_type": "text/html"}   a 200 whose body is this text as is
     {"content": "...", "finish_reason": "stop", "reasoning_content": "..."}   a reply
@@ -13,6 +19,7 @@ Each chat completion request is answered by the next planned action for its SIFT
 from __future__ import annotations
 
 import json
+import select
 import socket
 import threading
 import time
@@ -21,6 +28,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from sift_graph.prompts import role_of_prompt
+
+MAX_WAIT_S = 60.0  # an `until` whose event is never set still ends
 
 
 class FaultServer:
@@ -33,6 +42,7 @@ class FaultServer:
         self._lock = threading.Lock()
         self._in_flight = 0
         self.max_in_flight = 0
+        self.abandoned: list[str] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -107,14 +117,25 @@ class FaultServer:
                     with server._lock:
                         server._in_flight -= 1
 
+            def _client_gone(self) -> bool:
+                readable, _, _ = select.select([self.connection], [], [], 0.05)
+                return bool(readable) and not self.connection.recv(1, socket.MSG_PEEK)
+
+            def _wait(self, seconds: float, gate: threading.Event | None) -> bool:
+                """Wait `seconds` or until `gate` is set; False if the client hung up first."""
+                deadline = time.monotonic() + seconds
+                while time.monotonic() < deadline and not (gate is not None and gate.is_set()):
+                    if self._client_gone():
+                        return False
+                return True
+
             def _answer(self, body: dict[str, Any]) -> None:
                 prompt = body["messages"][-1]["content"]
                 role = role_of_prompt(prompt)
                 action = server._next_action(role)
                 if "status" in action:
-                    self._send_json(
-                        action["status"], {"error": {"message": f"injected {action['status']}", "type": "server_error"}}
-                    )
+                    message = action.get("message", f"injected {action['status']}")
+                    self._send_json(action["status"], {"error": {"message": message, "type": "server_error"}})
                     return
                 if "raw" in action:
                     data = action["raw"].encode()
@@ -132,8 +153,12 @@ class FaultServer:
                     self.connection.shutdown(socket.SHUT_RDWR)
                     self.close_connection = True
                     return
-                if "hang" in action:
-                    time.sleep(action["hang"])
+                if "hang" in action or "until" in action:
+                    if not self._wait(action.get("hang", MAX_WAIT_S), action.get("until")):
+                        with server._lock:
+                            server.abandoned.append(role)
+                        self.close_connection = True
+                        return
                     action = {"content": server._reply(role)}
                 content = action["content"]
                 message: dict[str, Any] = {"role": "assistant", "content": content}

@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +114,77 @@ def wait_for_call(log: Path, role: str, call: int, process: subprocess.Popen[str
         assert process.poll() is None, process.communicate()[1]
         time.sleep(0.05)
     raise AssertionError(f"the run never reached call {call} of {role}")
+
+
+# --- servers on loopback ------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    """Poll `condition` until it holds; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+@contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """An ASGI app served by uvicorn (lifespan on) on a free loopback port, in a thread
+    of this process; yields the OpenAI base URL (http://127.0.0.1:PORT/v1)."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    wait_until(lambda: server.started or not thread.is_alive(), "uvicorn to start")
+    if not server.started:
+        raise RuntimeError("uvicorn did not start (see the log above)")
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def sift_serve(*args: str, log: os.PathLike[str], env: dict[str, str] | None = None) -> Iterator[tuple[str, Any]]:
+    """`sift serve ARGS` in its own process on a free loopback port, its output in `log`;
+    yields (OpenAI base URL, process). Stopped with Ctrl-C (SIGINT) at the end."""
+    port = free_port()
+    with open(log, "w") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sift_graph.cli", "serve", "--port", str(port), *args],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        wait_until(lambda: _answers(f"{url}/models") or process.poll() is not None, "sift serve to listen", 60)
+        if process.poll() is not None:
+            raise RuntimeError(f"sift serve exited with {process.returncode}")
+        yield url, process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

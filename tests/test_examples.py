@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from sift_graph.checkpoints import open_checkpointer
+from sift_graph.serve.protocol import CONTEXT_HEADER
 from sift_graph.testing import script_for
+
+from helpers import sift_serve
 
 pytestmark = pytest.mark.slow  # real processes
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,6 +63,21 @@ def test_math_agent_routes_math_to_sift(scripted_spec, tmp_path):
     assert "  routed to: chat" in lines and "chat: Hello, reader!" in lines
     assert "  routed to: sift" in lines and "  (SIFT answer: 5)" in lines
     assert "  [sift] consensus (round 2)" in lines
+
+
+def test_math_agent_asks_sift_serve_through_chat_openai(scripted_spec, tmp_path):
+    runs = str(tmp_path / "served.sqlite")
+    with sift_serve("--model", scripted_spec, "--checkpoints", runs, log=tmp_path / "serve.log") as (url, _):
+        agent_store = str(tmp_path / "agent.sqlite")
+        out = run_example("math_agent.py", "--model", scripted_spec, "--sift-url", url, "--checkpoints", agent_store)
+    lines = out.splitlines()
+    assert "  routed to: chat" in lines and "chat: Hello, reader!" in lines
+    assert "  routed to: sift" in lines and "  (SIFT answer: 5)" in lines
+    thread = next(line for line in lines if line.startswith("  (sift serve thread: "))[22:-1]
+    # The server kept the run; the earlier turns went along as context for the question.
+    with open_checkpointer(runs) as saver:
+        question = saver.get_tuple({"configurable": {"thread_id": thread}}).checkpoint["channel_values"]["question"]
+    assert question.startswith(f"{CONTEXT_HEADER}\nUser: Say hello") and "Assistant: Hello, reader!" in question
 
 
 def test_router_sends_arithmetic_and_quantity_questions_to_sift():

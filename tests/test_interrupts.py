@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,7 @@ from helpers import (
     scripted_spec,
     start_sift,
     wait_for_call,
+    wait_until,
 )
 
 CLEAN_CALLS = {"sticker": 1, "predict_sticker": 3, "predict_query_sticker": 3, "forward": 2, "inverse": 1, "direct": 1}
@@ -38,6 +40,13 @@ CLEAN_CALLS = {"sticker": 1, "predict_sticker": 3, "predict_query_sticker": 3, "
 def clean_result() -> dict:
     graph = build_sift_graph().compile()
     return graph.invoke({"question": QUESTION}, context=SiftContext(model=ScriptedChatModel(script=EVERY_STAGE)))
+
+
+def saved_channel(store: str, thread: str, channel: str) -> bool:
+    """Whether some step of `thread` has saved a write to `channel` in a SQLite store."""
+    with sqlite3.connect(store) as connection:
+        query = "SELECT 1 FROM writes WHERE thread_id = ? AND channel = ? LIMIT 1"
+        return connection.execute(query, (thread, channel)).fetchone() is not None
 
 
 def without_thread(result: dict) -> dict:
@@ -56,6 +65,10 @@ def test_ctrl_c_cancels_the_call_in_flight_at_once_and_resume_finishes(tmp_path,
     doomed = start_sift("solve", QUESTION, "--json", "--checkpoints", store, "--model", held)
     thread = doomed.stderr.readline().strip().removeprefix("thread: ")
     wait_for_call(log, "predict_query_sticker", 1, doomed)
+    # The sibling prediction answered at once; wait for its answer to be saved, so the
+    # held call is the only one in flight (a finished but unsaved call is made again,
+    # and the fake's replies go by call order).
+    wait_until(lambda: saved_channel(store, thread, "predict_sticker"), "the sibling prediction to be saved")
     for _ in range(presses):
         doomed.send_signal(signal.SIGINT)
     out, err = doomed.communicate(timeout=60)

@@ -1,32 +1,31 @@
 """A real `langgraph dev` server serving graphs/ from langgraph.json, driven with
-langgraph-sdk: assistants with their own context, threads, streamed stages, history."""
+langgraph-sdk: assistants with their own context, threads, streamed stages, history;
+and the OpenAI-compatible routes it mounts as its custom HTTP app (`sift serve`'s),
+driven with the official openai client and ChatOpenAI."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from sift_graph.testing import QUESTION, script_for
+from sift_graph.testing import QUESTION, boxed, script_for
+
+from fault_server import FaultServer
+from helpers import free_port, wait_until
 
 pytestmark = pytest.mark.slow  # a real server process
 ROOT = Path(__file__).resolve().parent.parent
 # Round 1 disagrees, round 2 agrees: the round budget decides how a run ends.
 SCRIPT = script_for(["4", "5"], ["3", "5"], direct="7")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until_up(url: str, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
@@ -44,9 +43,24 @@ def wait_until_up(url: str, process: subprocess.Popen, log: Path, timeout: float
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """`langgraph dev` on a free loopback port; stopped by its pid at the end."""
-    folder = tmp_path_factory.mktemp("server")
+def folder(tmp_path_factory):
+    """The server's log and its OpenAI routes' checkpoint store."""
+    return tmp_path_factory.mktemp("server")
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    """The OpenAI routes' model: `openai:test-model` on the fault server (agreeing on 5)."""
+    replies = {role: reply if isinstance(reply, str) else reply[-1] for role, reply in SCRIPT.items()}
+    server = FaultServer(replies).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def server(folder, upstream):
+    """`langgraph dev` on a free loopback port; stopped by its pid at the end. Its OpenAI
+    routes are configured from the environment, as in a deployment."""
     log = folder / "server.log"
     port = free_port()
     env = {
@@ -54,6 +68,10 @@ def server(tmp_path_factory):
         "LANGGRAPH_CLI_NO_ANALYTICS": "1",
         "LANGSMITH_TRACING": "false",
         "PYTHONPATH": str(ROOT),
+        "SIFT_MODEL": "openai:test-model",
+        "SIFT_BASE_URL": upstream.base_url,
+        "OPENAI_API_KEY": "sk-test-for-the-mounted-routes",
+        "SIFT_CHECKPOINTS": str(folder / "openai-runs.sqlite"),
     }
     with open(log, "w") as log_file:
         process = subprocess.Popen(
@@ -193,3 +211,48 @@ async def test_chat_graph_answers_with_an_ai_message(server, scripted_spec):
     assert [m["type"] for m in messages] == ["human", "ai"]
     assert messages[1]["response_metadata"]["sift_answer"] == "5"
     assert any("sift" in event for event in namespaces)  # SIFT's stages, from the subgraph
+
+
+def test_the_openai_routes_are_mounted_beside_the_langgraph_api(server, folder):
+    import openai
+    from langchain_openai import ChatOpenAI
+
+    from sift_graph.checkpoints import open_checkpointer
+
+    client = openai.OpenAI(base_url=f"{server}/v1", api_key="unused", max_retries=0)
+    assert [model.id for model in client.models.list()] == ["sift"]
+    messages = [{"role": "user", "content": QUESTION}]
+    completion = client.chat.completions.create(model="sift", messages=messages)
+    assert completion.sift["answer"] == "5" and completion.sift["consensus_round"] == 1
+    chunks = list(client.chat.completions.create(model="sift", messages=messages, stream=True))
+    stages = [getattr(chunk.choices[0].delta, "reasoning_content", None) for chunk in chunks if chunk.choices]
+    assert stages[1].startswith("[round 1] sticker") and chunks[-1].choices[0].finish_reason == "stop"
+    assert ChatOpenAI(model="sift", base_url=f"{server}/v1", api_key="unused").invoke(QUESTION).content == boxed("5")
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="gpt-4o", messages=messages)
+
+    # Each request's run is in the configured store, where `sift solve --resume` finds it.
+    with open_checkpointer(str(folder / "openai-runs.sqlite")) as saver:
+        saved = saver.get_tuple({"configurable": {"thread_id": completion.sift["thread_id"]}})
+    assert saved is not None and saved.checkpoint["channel_values"]["answer"] == "5"
+
+
+def test_a_client_that_hangs_up_cancels_its_run_inside_the_langgraph_server(server, upstream):
+    import openai
+
+    held = threading.Event()
+    for role in ("predict_sticker", "predict_query_sticker"):
+        upstream.plan[role] = [{"until": held}]
+    before, abandoned = len(upstream.requests), len(upstream.abandoned)
+    try:
+        client = openai.OpenAI(base_url=f"{server}/v1", api_key="unused", max_retries=0)
+        stream = client.chat.completions.create(
+            model="sift", messages=[{"role": "user", "content": QUESTION}], stream=True
+        )
+        next(iter(stream))
+        wait_until(lambda: len(upstream.requests) == before + 3, "both predictions to be asked")
+        stream.close()
+        # Through the server's middleware too, the hang-up reaches the run: both calls dropped.
+        wait_until(lambda: len(upstream.abandoned) == abandoned + 2, "the upstream calls to be cancelled")
+    finally:
+        held.set()

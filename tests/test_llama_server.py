@@ -1,14 +1,10 @@
 """Integration: SIFT through ChatOpenAI against a real OpenAI-compatible server
-(llama-cpp-python's, serving the embedded SmolLM2 GGUF) on loopback."""
+(llama-cpp-python's, serving the embedded SmolLM2 GGUF) on loopback: the `llama_server`
+fixture of conftest.py."""
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
 import threading
-import time
-import urllib.request
 from typing import Any
 
 import pytest
@@ -16,62 +12,10 @@ from langchain_core.callbacks import BaseCallbackHandler
 
 from sift_graph import SiftContext, build_sift_graph
 from sift_graph.calls import TAG_PREFIX
-from sift_graph.models import default_model_path
 
 pytestmark = pytest.mark.slow
 
 QUESTION = "Tom has 4 boxes with 6 pencils in each box. He gives away 5 pencils. How many pencils does he have left?"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def llama_server(tmp_path_factory):
-    port = free_port()
-    # The server logs a lot: to a file, since an unread pipe would fill and stall it.
-    log_path = tmp_path_factory.mktemp("llama") / "server.log"
-    log = log_path.open("w")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(default_model_path()),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_ctx",
-            "4096",
-            "--model_alias",
-            "smollm2",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base_url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base_url}/models", timeout=2):
-                break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"llama_cpp.server did not start: {log_path.read_text()[-2000:]}") from None
-            time.sleep(0.5)
-    yield base_url
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
 
 
 class CallWatcher(BaseCallbackHandler):

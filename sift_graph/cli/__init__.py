@@ -1,8 +1,8 @@
-"""The `sift` command line: `sift solve`, `sift eval`, `sift report`.
+"""The `sift` command line: `sift solve`, `sift eval`, `sift report`, `sift serve`.
 
 - `common`: errors, exit codes, the run-setting flags derived from `SiftContext`;
 - `output`: stage events as the lines a person reads;
-- `solve`, `evaluate`: one module per command; `main`: the parser and entry point.
+- `solve`, `evaluate`, `serve`: one module per command; `main`: the parser and entry point.
 """
 
 from sift_graph.cli.common import (

@@ -11,7 +11,7 @@ from typing import Any
 
 from sift_graph.cache import call_store
 from sift_graph.context import SiftContext, setting_specs
-from sift_graph.faults import is_transient_fault
+from sift_graph.faults import is_model_fault as is_model_fault  # still public here
 from sift_graph.models.specs import resolve_model
 
 EXIT_MODEL_FAULT = 1
@@ -26,12 +26,6 @@ class UsageError(Exception):
 
 class ModelFault(Exception):
     """The model failed for good (after retries): one line, exit status 1."""
-
-
-def is_model_fault(exc: BaseException) -> bool:
-    import openai
-
-    return is_transient_fault(exc) or isinstance(exc, openai.APIError)
 
 
 class ArgumentParser(argparse.ArgumentParser):

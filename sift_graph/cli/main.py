@@ -1,4 +1,4 @@
-"""The `sift` entry point: one parser, a module per command (`solve`, `evaluate`)."""
+"""The `sift` entry point: one parser, a module per command (`solve`, `evaluate`, `serve`)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from sift_graph.cli.common import (
     UsageError,
 )
 from sift_graph.cli.evaluate import add_eval_commands
+from sift_graph.cli.serve import add_serve_command
 from sift_graph.cli.solve import add_solve_command
 
 
@@ -24,6 +25,7 @@ def build_parser() -> ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
     add_solve_command(commands)
     add_eval_commands(commands)
+    add_serve_command(commands)
     return parser
 
 

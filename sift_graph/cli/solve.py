@@ -24,7 +24,6 @@ import os
 import signal
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, TextIO
@@ -55,11 +54,9 @@ from sift_graph.cli.output import format_event, format_summary
 from sift_graph.context import SiftContext
 from sift_graph.faults import describe_fault
 from sift_graph.locks import LockHeld, run_lock
+from sift_graph.runs import SETTINGS_METADATA_KEY as SETTINGS_METADATA_KEY  # still public here
+from sift_graph.runs import new_thread_id, settings_metadata, stored_settings_of
 from sift_graph.state import output_of, run_finished, validate_question
-
-SETTINGS_METADATA_KEY = "sift_settings"
-"""Checkpoint metadata key of a run's settings (`SiftContext.stored_settings`, as JSON:
-LangGraph keeps only scalar metadata). The API key is never among them."""
 
 
 def add_solve_command(commands: Any) -> None:
@@ -166,7 +163,7 @@ def solve(args: argparse.Namespace, out: TextIO, progress: TextIO) -> int:
             # Opening would create an empty store: resuming must not leave files behind.
             raise UsageError(f"no run with thread {thread_id!r} in {sqlite_file(setting)}: no such file")
     else:
-        question, thread_id = read_question(args), str(uuid.uuid4())
+        question, thread_id = read_question(args), new_thread_id()
         context = context_from_args(args)  # bad settings: no run at all
         open_call_cache(context)
     print(f"thread: {thread_id}", file=progress, flush=True)
@@ -214,12 +211,11 @@ async def solve_run(
                 snapshot = await graph.aget_state(config)
                 if snapshot.metadata is None:
                     raise UsageError(f"no run with thread {thread_id!r} in {describe_checkpoints(setting)}")
-                stored = json.loads(str(snapshot.metadata.get(SETTINGS_METADATA_KEY) or "{}"))
-                context = context_from_args(args, stored)
+                context = context_from_args(args, stored_settings_of(snapshot.metadata))
                 open_call_cache(context)
                 question, finished = snapshot.values.get("question", ""), run_finished(snapshot.values)
             assert context is not None
-            config["metadata"] = {SETTINGS_METADATA_KEY: json.dumps(context.stored_settings())}
+            config["metadata"] = settings_metadata(context)
             started = time.monotonic()
             if finished:
                 print("run already finished: nothing to resume", file=progress, flush=True)

@@ -114,6 +114,32 @@ def openai_errors_mapped() -> Iterator[None]:
         raise
 
 
+def _redacted(value: Any, secret: str) -> Any:
+    if isinstance(value, str):
+        return value.replace(secret, "[redacted]")
+    if isinstance(value, dict):
+        return {key: _redacted(item, secret) for key, item in value.items()}
+    return value
+
+
+@contextmanager
+def key_kept_out_of_errors(api_key: str | None) -> Iterator[None]:
+    """Cut the key out of an error's text (its chain included). Some servers quote the key
+    they refused, and the error would carry it on into logs, responses and the checkpoint
+    store, where LangGraph records a failed step's error."""
+    try:
+        yield
+    except Exception as error:
+        chained: BaseException | None = error
+        while api_key and api_key != _NO_KEY and chained is not None:
+            chained.args = tuple(_redacted(arg, api_key) for arg in chained.args)
+            for name in ("message", "body"):
+                if hasattr(chained, name):
+                    setattr(chained, name, _redacted(getattr(chained, name), api_key))
+            chained = chained.__cause__ or chained.__context__
+        raise
+
+
 class OpenAICompatibleChatModel(ChatOpenAI):
     """`ChatOpenAI` for any OpenAI-compatible server.
 
@@ -153,6 +179,10 @@ class OpenAICompatibleChatModel(ChatOpenAI):
     # and error mapping (it has no response headers, so LangSmith gateway metadata read
     # from them is not kept). Anything else (structured output, the Responses API,
     # response headers, streaming) goes the stock way.
+    def _key(self) -> str | None:
+        key = self.openai_api_key  # a SecretStr as we build it (ChatOpenAI also takes a callable)
+        return key.get_secret_value() if isinstance(key, SecretStr) else None
+
     def _takes_lean_path(self, payload: dict[str, Any]) -> bool:
         return not (
             payload.get("stream")
@@ -172,7 +202,7 @@ class OpenAICompatibleChatModel(ChatOpenAI):
         if not self._takes_lean_path(payload):
             return super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
         body, options = chat_completion_request(payload)
-        with openai_errors_mapped(), self._malformed_replies_named():
+        with key_kept_out_of_errors(self._key()), openai_errors_mapped(), self._malformed_replies_named():
             response = self.root_client.post("/chat/completions", body=body, options=options, cast_to=dict)
         return self._create_chat_result(self._checked(response), {})
 
@@ -187,7 +217,7 @@ class OpenAICompatibleChatModel(ChatOpenAI):
         if not self._takes_lean_path(payload):
             return await super()._agenerate(messages, stop=stop, run_manager=run_manager, **kwargs)
         body, options = chat_completion_request(payload)
-        with openai_errors_mapped(), self._malformed_replies_named():
+        with key_kept_out_of_errors(self._key()), openai_errors_mapped(), self._malformed_replies_named():
             response = await self._async_client().post("/chat/completions", body=body, options=options, cast_to=dict)
         return self._create_chat_result(self._checked(response), {})
 

@@ -1,0 +1,12 @@
+"""SIFT's OpenAI-compatible API (`sift serve`'s routes) as the LangGraph server's custom
+HTTP app (langgraph.json `http.app`): one deployment serves the LangGraph API (Studio,
+the SDK) and `/v1/models`, `/v1/chat/completions` side by side.
+
+Configured from the server's environment: `SIFT_MODEL`, `SIFT_MAX_TOKENS` and the other
+`SIFT_<FIELD>` settings, `OPENAI_API_KEY` / `OPENAI_BASE_URL` for an `openai:` model,
+`SIFT_CHECKPOINTS` and `SIFT_MAX_CONCURRENCY` (see `sift_graph.serve.settings`).
+"""
+
+from sift_graph.serve import app_from_env
+
+app = app_from_env()

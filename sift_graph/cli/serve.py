@@ -1,0 +1,102 @@
+"""`sift serve`: SIFT behind an OpenAI-compatible API (the server is `sift_graph.serve`).
+
+    sift serve --model openai:qwen2.5-7b --base-url http://gpu-box:8000/v1 --port 8000
+    curl http://127.0.0.1:8000/v1/chat/completions -d '{"model": "sift", "messages": [...]}'
+
+The model is loaded before the server listens; a bad setting or a checkpoint store that
+cannot be opened exits with status 2 and one line. Ctrl-C stops the server: runs still
+going are cancelled and stay resumable with `sift solve --resume THREAD`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+import time
+from typing import Any
+
+from sift_graph.checkpoints import default_checkpoints, describe_checkpoints
+from sift_graph.cli.common import (
+    UsageError,
+    add_model_arguments,
+    context_from_args,
+    load_model_quietly,
+    quiet_transformers,
+)
+from sift_graph.serve import MODEL_ID, ServeSettings, SiftService, StoreUnavailable, create_app
+from sift_graph.serve.settings import DEFAULT_MAX_CONCURRENCY
+
+# Seconds that requests still open at Ctrl-C get to finish before their runs are cancelled.
+_GRACEFUL_SHUTDOWN_S = 5
+
+
+def add_serve_command(commands: Any) -> None:
+    parser = commands.add_parser("serve", help="serve SIFT behind an OpenAI-compatible API (/v1/chat/completions)")
+    add_model_arguments(parser)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    parser.add_argument(
+        "--checkpoints",
+        default=None,
+        help="where each request's run is kept: a SQLite file, a postgresql:// URL or 'memory' "
+        "(default $SIFT_CHECKPOINTS, else .sift/checkpoints.sqlite, as for sift solve)",
+    )
+    parser.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=DEFAULT_MAX_CONCURRENCY,
+        help=f"requests run at once; more are answered 429 (default {DEFAULT_MAX_CONCURRENCY})",
+    )
+    parser.set_defaults(run=serve_command)
+
+
+def settings_from_args(args: argparse.Namespace) -> ServeSettings:
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port: expected 0 to 65535, got {args.port}")
+    try:
+        return ServeSettings(
+            context=context_from_args(args),
+            checkpoints=args.checkpoints or default_checkpoints(),
+            max_concurrency=args.max_concurrency,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    quiet_transformers()
+    started = time.monotonic()
+    print(f"model: {settings.context.model} (loading...)", file=sys.stderr, flush=True)
+    load_model_quietly(settings.context)  # kept per process: every run finds it loaded
+    print(f"model ready in {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
+    asyncio.run(serve(settings, args.host, args.port))
+    return 0
+
+
+async def serve(settings: ServeSettings, host: str, port: int) -> None:
+    """Open the store (a failure is one line), then serve until stopped."""
+    import uvicorn
+
+    service = SiftService(settings)
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            await stack.enter_async_context(service.opened())
+        except StoreUnavailable as exc:
+            raise UsageError(str(exc)) from exc
+        # lifespan off: the app's lifespan would open the store again, and it is open.
+        config = uvicorn.Config(
+            create_app(service), host=host, port=port, lifespan="off", timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_S
+        )
+        print(
+            f"serving model {MODEL_ID!r} at http://{host}:{port}/v1 (checkpoints: "
+            f"{describe_checkpoints(settings.checkpoints)}, at most {settings.max_concurrency} requests at once)",
+            file=sys.stderr,
+            flush=True,
+        )
+        try:
+            await uvicorn.Server(config).serve()
+        except SystemExit as exc:  # uvicorn exits when it cannot listen, having said why
+            raise UsageError(f"cannot listen on {host}:{port}") from exc

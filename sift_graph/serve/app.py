@@ -1,0 +1,179 @@
+"""The HTTP app: `GET /v1/models` and `POST /v1/chat/completions`, on Starlette.
+
+    app = create_app(SiftService(ServeSettings(context=SiftContext(model="openai:qwen"))))
+
+Handlers stay thin: `protocol` reads the request, `service` runs SIFT, `payloads`
+writes the answer, `errors` maps what failed. Every run's thread id is in the
+`x-sift-thread-id` header (and the `sift` object). A client that hangs up cancels its
+run: a plain request is watched for the disconnect while it waits, and a stream stops
+when Starlette sees its client go.
+
+`app_from_env()` is the same app for the LangGraph server (langgraph.json `http.app`),
+configured from the environment (`settings.settings_from_env`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from sift_graph.narration import format_event
+from sift_graph.serve.errors import ApiError, api_error_for, bad_request
+from sift_graph.serve.payloads import (
+    DONE,
+    Stamp,
+    chunk_payload,
+    completion_payload,
+    finish_reason,
+    models_payload,
+    sift_extension,
+    sse,
+    usage_chunk_payload,
+)
+from sift_graph.serve.protocol import ChatRequest, context_for, parse_chat_request
+from sift_graph.serve.service import Run, RunFinished, RunItem, SiftService
+from sift_graph.serve.settings import settings_from_env
+
+THREAD_HEADER = "x-sift-thread-id"
+CLIENT_CLOSED_STATUS = 499  # never seen by the client: only the access log shows it
+_STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+logger = logging.getLogger("sift_graph.serve")
+T = TypeVar("T")
+
+
+class ClientDisconnected(Exception):
+    """The client hung up before its answer was ready."""
+
+
+async def _disconnect(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def until_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """`work`'s result, or ClientDisconnected as soon as the client hangs up."""
+    waiting = asyncio.ensure_future(work)
+    watching = asyncio.ensure_future(_disconnect(request))
+    try:
+        await asyncio.wait({waiting, watching}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watching.cancel()
+        if not waiting.done():
+            waiting.cancel()
+    if waiting.cancelled():
+        raise ClientDisconnected
+    return waiting.result()
+
+
+async def _json_body(request: Request) -> Any:
+    try:
+        return json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise bad_request("the request body is not valid JSON") from None
+
+
+class OpenAIRoutes:
+    """The route handlers, over one SiftService."""
+
+    def __init__(self, service: SiftService) -> None:
+        self.service = service
+
+    def _error(self, exc: BaseException, headers: dict[str, str] | None = None) -> ApiError:
+        error = api_error_for(exc, secrets=(self.service.settings.context.api_key, os.environ.get("OPENAI_API_KEY")))
+        if error.status >= 500:
+            thread = (headers or {}).get(THREAD_HEADER, "-")
+            trace = exc if error.status == 500 else None  # a bug: its traceback is wanted
+            logger.warning("run %s failed (HTTP %d): %s", thread, error.status, error.message, exc_info=trace)
+        error.headers.update(headers or {})
+        return error
+
+    def _error_response(self, exc: BaseException, headers: dict[str, str] | None = None) -> JSONResponse:
+        error = self._error(exc, headers)
+        return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+
+    async def models(self, request: Request) -> Response:
+        return JSONResponse(models_payload(int(time.time())))
+
+    async def chat_completions(self, request: Request) -> Response:
+        try:
+            chat = parse_chat_request(await _json_body(request))
+            context = context_for(self.service.settings.context, chat.decoding)
+            run = self.service.start(chat.question, context)
+        except Exception as exc:  # bad input (400, 404), no free slot (429), or a bug (500)
+            return self._error_response(exc)
+        headers = {THREAD_HEADER: run.thread_id}
+        stamp = Stamp(run.thread_id, int(time.time()))
+        streaming = False
+        try:
+            if chat.stream:
+                # The first stage comes before the response starts, so that a run that
+                # fails at once still gets its status (502, 504) rather than a 200.
+                first = await until_disconnected(request, run.next())
+                streaming = True
+                body = self._chunks(run, chat, first, stamp)
+                return StreamingResponse(body, media_type="text/event-stream", headers={**headers, **_STREAM_HEADERS})
+            events, output = await until_disconnected(request, run.collect())
+            return JSONResponse(completion_payload(output, events, stamp), headers=headers)
+        except ClientDisconnected:
+            return Response(status_code=CLIENT_CLOSED_STATUS)
+        except Exception as exc:
+            return self._error_response(exc, headers)
+        finally:
+            if not streaming:
+                run.cancel()
+
+    async def _chunks(self, run: Run, chat: ChatRequest, first: RunItem, stamp: Stamp) -> AsyncIterator[str]:
+        """The stream: each stage as reasoning the moment it is in, then the solution,
+        the finish (with the `sift` object), the usage if asked for, and [DONE]."""
+        try:
+            yield sse(chunk_payload({"role": "assistant", "content": ""}, stamp))
+            events, item = [], first
+            while not isinstance(item, RunFinished):
+                events.append(item)
+                yield sse(chunk_payload({"reasoning_content": format_event(item) + "\n"}, stamp))
+                item = await run.next()
+            output = item.output
+            yield sse(chunk_payload({"content": output.get("response") or ""}, stamp))
+            extension = sift_extension(output, run.thread_id)
+            yield sse(chunk_payload({}, stamp, finish=finish_reason(events), sift=extension))
+            if chat.include_usage:
+                yield sse(usage_chunk_payload(output.get("usage") or {}, stamp))
+            yield DONE
+        except Exception as exc:  # the status is sent: the error goes as an event, as OpenAI's does
+            yield sse(self._error(exc, {THREAD_HEADER: run.thread_id}).body())
+        finally:
+            run.cancel()
+
+
+def create_app(service: SiftService) -> Starlette:
+    """The OpenAI-compatible app over `service`; its lifespan opens the service."""
+    routes = OpenAIRoutes(service)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with service.opened():
+            yield
+
+    return Starlette(
+        routes=[
+            Route("/v1/models", routes.models, methods=["GET"]),
+            Route("/v1/chat/completions", routes.chat_completions, methods=["POST"]),
+        ],
+        lifespan=lifespan,
+    )
+
+
+def app_from_env() -> Starlette:
+    """The app configured from the environment: the LangGraph server's custom HTTP app."""
+    return create_app(SiftService(settings_from_env()))

@@ -1,0 +1,150 @@
+"""An OpenAI chat completion request, read into what a SIFT run needs.
+
+- The last message is the question and must be the user's. Earlier messages (system,
+  developer, user, assistant) are context: they go before the question, role by role,
+  so every SIFT step sees them (a fact stated two turns ago is a fact of the problem).
+- `max_tokens` (or `max_completion_tokens`), `temperature` and `top_p` override the
+  server's decoding for this request; `max_tokens` limits each SIFT call.
+- What SIFT cannot do is refused with a 400 rather than ignored: tools and tool
+  messages, more than one choice (`n`), non-text content, a `response_format`.
+  Any other field is accepted and has no effect.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sift_graph.context import SiftContext
+from sift_graph.serve.errors import ApiError, bad_request
+from sift_graph.serve.settings import MODEL_ID
+
+_ROLE_LABELS = {"system": "System", "developer": "System", "user": "User", "assistant": "Assistant"}
+CONTEXT_HEADER = "Context from earlier in the conversation:"
+# Request parameter -> the SiftContext field it overrides (the newer name wins).
+DECODING_PARAMS = {
+    "max_completion_tokens": "max_tokens",
+    "max_tokens": "max_tokens",
+    "temperature": "temperature",
+    "top_p": "top_p",
+}
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    question: str
+    stream: bool = False
+    include_usage: bool = False
+    """`stream_options.include_usage`: end the stream with a usage chunk."""
+    decoding: Mapping[str, Any] = field(default_factory=dict)
+    """Request parameter -> value, for the given ones of DECODING_PARAMS."""
+
+
+def _text_of(content: Any, where: str) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and all(isinstance(part, Mapping) for part in content):
+        if any(part.get("type") != "text" or not isinstance(part.get("text"), str) for part in content):
+            raise bad_request(f"{where}.content: SIFT reads text only (parts of type 'text')", "messages")
+        return "\n".join(part["text"] for part in content)
+    raise bad_request(f"{where}.content: expected a string or a list of text parts", "messages")
+
+
+def _turn(index: int, message: Any) -> tuple[str, str]:
+    where = f"messages[{index}]"
+    if not isinstance(message, Mapping):
+        raise bad_request(f"{where}: expected an object with 'role' and 'content'", "messages")
+    role = message.get("role")
+    if role in ("tool", "function") or message.get("tool_calls") or message.get("function_call"):
+        raise bad_request(
+            f"{where}: SIFT calls no tools, so tool calls and tool messages are not supported", "messages"
+        )
+    if role not in _ROLE_LABELS:
+        raise bad_request(f"{where}.role: expected one of {', '.join(_ROLE_LABELS)}, got {role!r}", "messages")
+    return role, _text_of(message.get("content"), where).strip()
+
+
+def question_from_messages(messages: Any) -> str:
+    """The question SIFT answers: the last (user) message, after the earlier ones as context."""
+    if not isinstance(messages, list) or not messages:
+        raise bad_request("messages: expected a non-empty list of messages", "messages")
+    turns = [_turn(index, message) for index, message in enumerate(messages)]
+    role, question = turns[-1]
+    if role != "user":
+        raise bad_request("messages: the last message must be the user's question", "messages")
+    if not question:
+        raise bad_request("messages: the user's question is empty", "messages")
+    earlier = [f"{_ROLE_LABELS[role]}: {text}" for role, text in turns[:-1] if text]
+    if not earlier:
+        return question
+    return CONTEXT_HEADER + "\n" + "\n".join(earlier) + "\n\n" + question
+
+
+def _flag(body: Mapping[str, Any], name: str) -> bool:
+    value = body.get(name)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise bad_request(f"{name}: expected true or false, got {value!r}", name)
+    return value
+
+
+def _refuse_unsupported(body: Mapping[str, Any]) -> None:
+    if body.get("n") not in (None, 1):
+        raise bad_request(f"n: SIFT gives one answer per request, got n={body['n']!r}", "n")
+    for name in ("tools", "functions"):
+        if body.get(name):
+            raise bad_request(f"{name}: SIFT calls no tools", name)
+    response_format = body.get("response_format")
+    if response_format is not None and (
+        not isinstance(response_format, Mapping) or response_format.get("type") != "text"
+    ):
+        raise bad_request("response_format: SIFT answers in text only", "response_format")
+
+
+def parse_chat_request(body: Any) -> ChatRequest:
+    """A chat completion request body (parsed JSON) -> ChatRequest; ApiError (400, or
+    404 for another model) naming the parameter at fault."""
+    if not isinstance(body, Mapping):
+        raise bad_request("the request body must be a JSON object")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise bad_request(f"model: expected a model id ({MODEL_ID!r})", "model")
+    if model != MODEL_ID:
+        raise ApiError(
+            404,
+            f"The model {model!r} does not exist here; this server serves {MODEL_ID!r}",
+            param="model",
+            code="model_not_found",
+        )
+    _refuse_unsupported(body)
+    question = question_from_messages(body.get("messages"))
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, Mapping):
+        raise bad_request("stream_options: expected an object", "stream_options")
+    decoding = {name: body[name] for name in DECODING_PARAMS if body.get(name) is not None}
+    if "max_completion_tokens" in decoding:
+        decoding.pop("max_tokens", None)
+    return ChatRequest(
+        question=question,
+        stream=_flag(body, "stream"),
+        include_usage=_flag(options or {}, "include_usage"),
+        decoding=decoding,
+    )
+
+
+def context_for(defaults: SiftContext, decoding: Mapping[str, Any]) -> SiftContext:
+    """The server's run settings with a request's decoding; a bad value is a 400 naming
+    the request's parameter (SiftContext checks it, as it checks every setting)."""
+    context = defaults
+    for param, value in decoding.items():
+        try:
+            context = dataclasses.replace(context, **{DECODING_PARAMS[param]: value})
+        except ValueError as exc:
+            reason = str(exc).partition(": ")[2] or str(exc)
+            raise bad_request(f"{param}: {reason}", param) from None
+    return context

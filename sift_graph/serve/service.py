@@ -1,0 +1,131 @@
+"""The runs behind the HTTP routes: each request's SIFT run in its own task, at most
+`max_concurrency` at once, checkpointed under its own thread.
+
+A run's task streams the graph (`astream`, so its two predictions are two concurrent
+requests) and queues each stage event as it happens, then the output. The request
+handler reads that queue; cancelling the task (the client hung up) cancels the model
+calls in flight, and the finished steps stay in the checkpoint store, so
+`sift solve --resume THREAD` can finish the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import StreamMode
+
+from sift_graph.checkpoints import RUN_DURABILITY
+from sift_graph.context import SiftContext
+from sift_graph.events import StageEvent
+from sift_graph.graph import build_sift_graph
+from sift_graph.runs import new_thread_id, run_config
+from sift_graph.serve.errors import RunCancelled, ServerBusy
+from sift_graph.serve.settings import ServeSettings
+from sift_graph.serve.store import open_store
+from sift_graph.state import output_of
+
+_STREAM_MODES: list[StreamMode] = ["custom", "values"]
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    output: dict[str, Any]
+    """The run's `SiftOutput`."""
+
+
+RunItem = StageEvent | RunFinished
+
+
+class Run:
+    """One request's SIFT run, going on in its own task: stage events, then the output."""
+
+    def __init__(self, thread_id: str, stream: AsyncIterator[Any]) -> None:
+        self.thread_id = thread_id
+        self._items: asyncio.Queue[RunItem | BaseException] = asyncio.Queue()
+        self.task = asyncio.get_running_loop().create_task(self._produce(stream), name=f"sift-run-{thread_id}")
+
+    async def _produce(self, stream: AsyncIterator[Any]) -> None:
+        output: dict[str, Any] = {}
+        try:
+            async for mode, chunk in stream:  # (mode, chunk) pairs: stream_mode is a list
+                if mode == "custom":
+                    self._items.put_nowait(chunk)
+                else:
+                    output = output_of(chunk)
+        except asyncio.CancelledError:
+            self._items.put_nowait(RunCancelled(f"run {self.thread_id} was cancelled"))
+            raise
+        except Exception as exc:  # the reader raises it where it can answer for it
+            self._items.put_nowait(exc)
+        else:
+            self._items.put_nowait(RunFinished(output))
+
+    async def next(self) -> RunItem:
+        """The next stage event, or the output at the end; the run's error if it failed."""
+        item = await self._items.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    async def collect(self) -> tuple[list[StageEvent], dict[str, Any]]:
+        """Every stage event and the output, once the run is over."""
+        events: list[StageEvent] = []
+        while not isinstance(item := await self.next(), RunFinished):
+            events.append(item)
+        return events, item.output
+
+    def cancel(self) -> None:
+        """Stop the run and its model calls (nothing happens once it is over)."""
+        self.task.cancel()
+
+
+class SiftService:
+    """The SIFT graph on the configured checkpoint store, and the runs it has going."""
+
+    def __init__(self, settings: ServeSettings) -> None:
+        self.settings = settings
+        self._graph: CompiledStateGraph[Any, Any, Any, Any] | None = None
+        self._runs: set[asyncio.Task[None]] = set()
+
+    @property
+    def active(self) -> int:
+        """Runs in progress."""
+        return len(self._runs)
+
+    @contextlib.asynccontextmanager
+    async def opened(self) -> AsyncIterator[SiftService]:
+        """The service with its store open; runs still going at the end are cancelled
+        (and stay resumable) before the store closes. StoreUnavailable if it cannot open."""
+        async with open_store(self.settings.checkpoints) as saver:
+            self._graph = build_sift_graph(retry_policy=self.settings.retry_policy).compile(checkpointer=saver)
+            try:
+                yield self
+            finally:
+                for task in list(self._runs):
+                    task.cancel()
+                await asyncio.gather(*self._runs, return_exceptions=True)
+                self._graph = None
+
+    def start(self, question: str, context: SiftContext) -> Run:
+        """Start a run in a new thread; ServerBusy when `max_concurrency` runs are going."""
+        if self._graph is None:
+            raise RuntimeError("SiftService: not open (use `async with service.opened()`)")
+        if self.active >= self.settings.max_concurrency:
+            raise ServerBusy(self.settings.max_concurrency)
+        thread_id = new_thread_id()
+        stream = self._graph.astream(
+            {"question": question},
+            run_config(thread_id, context),
+            context=context,
+            stream_mode=_STREAM_MODES,
+            durability=RUN_DURABILITY,
+        )
+        run = Run(thread_id, stream)
+        self._runs.add(run.task)
+        run.task.add_done_callback(self._runs.discard)
+        return run
