@@ -94,6 +94,9 @@ class RoundRecord(TypedDict):
     agreed: bool
     usage: dict[str, RoleUsage]
     """The model calls this round made, by role: making its sticker, then its predictions."""
+    draft: NotRequired[Sticker | None]
+    """An inverse round's sticker as inverse generation rebuilt it, before forward
+    optimization corrected it (None in other rounds; absent in runs of earlier versions)."""
 
 
 def role_usage(**counts: int) -> RoleUsage:

@@ -105,7 +105,7 @@ def forward_prompt(state: SiftState) -> str:
 def forward_update(state: SiftState, reply: ModelReply) -> StepResult:
     sticker = sticker_from(reply)
     kind: RoundKind = "inverse" if state.get("draft_sticker") else "forward"
-    update = {"sticker": sticker, "round_kind": kind, "draft_sticker": None}
+    update = {"sticker": sticker, "round_kind": kind}  # the draft stays until the round is recorded
     return update, sticker_event(current_round(state), kind, sticker)
 
 
@@ -224,6 +224,7 @@ def consensus_update(state: SiftState, context: SiftContext) -> tuple[dict[str, 
         predict_query_sticker=by_query_sticker,
         agreed=agreed,
         usage=usage_since(state.get("usage") or {}, [done["usage"] for done in earlier]),
+        draft=state.get("draft_sticker"),
     )
     event = consensus_event(
         number,
@@ -231,7 +232,12 @@ def consensus_update(state: SiftState, context: SiftContext) -> tuple[dict[str, 
         [by_sticker["answer"], by_query_sticker["answer"]],
         by_sticker["truncated"] or by_query_sticker["truncated"],
     )
-    update: dict[str, Any] = {"rounds": [record], "predict_sticker": None, "predict_query_sticker": None}
+    update: dict[str, Any] = {
+        "rounds": [record],
+        "predict_sticker": None,
+        "predict_query_sticker": None,
+        "draft_sticker": None,
+    }
     if agreed:
         update.update(answer=by_query_sticker["answer"], response=by_query_sticker["text"], consensus_round=number)
     return update, event, next_step([*earlier, record], context.forward_rounds, context.inverse_rounds)

@@ -80,6 +80,12 @@ async def test_records_carry_grades_exit_stages_and_stage_costs(tmp_path):
     assert total == records["q3"]["sift"]["input_tokens"] + records["q3"]["sift"]["output_tokens"]
     assert all(r["dataset"] == "toy" and r["config"] == store.config.digest() for r in records.values())
 
+    # a record keeps what explains a run: each round's sticker, an inverse draft, both solutions
+    last = records["q3"]["rounds"][-1]
+    assert last["kind"] == "inverse" and last["draft"] == INVERSE_STICKER and last["sticker"] == FORWARD_STICKER
+    assert last["solutions"] == [boxed("3"), boxed("6")] and last["truncated"] == [False, False]
+    assert records["q3"]["cot"]["solution"] == boxed("2") and records["q3"]["cot"]["truncated"] is False
+
     summary = summarize(store.records())
     assert [summary["columns"][c]["correct"] for c in ("cot", "stage1", "stage2", "stage3")] == [2, 3, 3, 3]
     assert summary["exit_shares"]["fallback"] == 1 / 3

@@ -88,6 +88,8 @@ def test_rounds_record_each_kind_of_sticker(graph, scripted):
         ("3", "6"),
     ]
     assert result["sticker"]["text"] == REFINED_STICKER
+    # an inverse round keeps the draft inverse generation made, before forward optimization
+    assert [r["draft"] and r["draft"]["text"] for r in rounds] == [None, None, INVERSE_STICKER]
 
 
 def test_prompts_carry_what_the_spec_says(graph, scripted):

@@ -101,12 +101,16 @@ def build_record(
     usage = sift_output.get("usage") or {}
     return {
         "status": "ok",
-        "cot": method_result(
-            cot_output.get("answer"),
-            question.answer,
-            add_usage(empty_cost(), cot_output.get("usage") or {}),
-            comparator,
-        ),
+        "cot": {
+            **method_result(
+                cot_output.get("answer"),
+                question.answer,
+                add_usage(empty_cost(), cot_output.get("usage") or {}),
+                comparator,
+            ),
+            "truncated": bool((cot_output.get("fallback") or {}).get("truncated")),
+            "solution": cot_output.get("response"),
+        },
         "sift": {
             **method_result(sift_output.get("answer"), question.answer, add_usage(empty_cost(), usage), comparator),
             "consensus_round": sift_output.get("consensus_round"),
@@ -114,13 +118,25 @@ def build_record(
         },
         "stage_costs": usage_by_stage(rounds, usage),
         "saved_calls": saved_calls(cot_output.get("usage"), usage),
-        "rounds": [
-            {
-                "round": record["round"],
-                "kind": record["kind"],
-                "answers": [record["predict_sticker"]["answer"], record["predict_query_sticker"]["answer"]],
-                "agreed": record["agreed"],
-            }
-            for record in rounds
-        ],
+        "rounds": [round_detail(record) for record in rounds],
+    }
+
+
+def round_detail(record: RoundRecord) -> dict[str, Any]:
+    """What a record keeps of a round: enough to read why it agreed or not afterwards
+    (its sticker, an inverse round's draft, both solutions and how they ended)."""
+    predictions = [record["predict_sticker"], record["predict_query_sticker"]]
+    draft = record.get("draft")
+    return {
+        "round": record["round"],
+        "kind": record["kind"],
+        "answers": [prediction["answer"] for prediction in predictions],
+        "agreed": record["agreed"],
+        "sticker": record["sticker"]["text"],
+        "sticker_problems": record["sticker"]["problems"],
+        "draft": None if draft is None else draft["text"],
+        "draft_problems": [] if draft is None else draft["problems"],
+        "truncated": [prediction["truncated"] for prediction in predictions],
+        "cached": [prediction.get("cached", False) for prediction in predictions],
+        "solutions": [prediction["text"] for prediction in predictions],
     }

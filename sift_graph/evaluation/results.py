@@ -29,7 +29,7 @@ from sift_graph.context import SiftContext
 from sift_graph.evaluation.records import record_problem
 from sift_graph.locks import file_lock
 
-RECORD_FORMAT = 2
+RECORD_FORMAT = 3
 """Bumped when records change meaning, so that old and new never share a result set."""
 
 CONFIG_SUFFIX = ".config.json"
