@@ -14,6 +14,7 @@ from sift_graph.answers import answers_agree
 from sift_graph.evaluation.datasets import Question
 from sift_graph.state import RoleUsage, RoundRecord, counter
 
+PREDICTION_ROLES = ("predict_sticker", "predict_query_sticker")
 STAGE_OF_ROUND_KIND = {"sticker": 1, "forward": 2, "inverse": 3}
 STAGES = (1, 2, 3)
 FALLBACK = "fallback"
@@ -138,5 +139,7 @@ def round_detail(record: RoundRecord) -> dict[str, Any]:
         "draft_problems": [] if draft is None else draft["problems"],
         "truncated": [prediction["truncated"] for prediction in predictions],
         "cached": [prediction.get("cached", False) for prediction in predictions],
+        # the same calls as an earlier round's (an unchanged sticker), served by the run
+        "repeated": [counter(record["usage"].get(role) or {}, "reused_calls") > 0 for role in PREDICTION_ROLES],
         "solutions": [prediction["text"] for prediction in predictions],
     }

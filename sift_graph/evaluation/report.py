@@ -141,6 +141,49 @@ def format_text(summaries: Sequence[dict[str, Any]]) -> str:
     return "\n\n".join(blocks)
 
 
+_KIND_NAMES = {
+    "sticker": "generated (stage 1)",
+    "forward": "forward-optimized (stage 2)",
+    "inverse": "inverse + forward (stage 3)",
+}
+_DIAGNOSTICS_HEADER = [
+    "round", "rounds", "malformed sticker", "sticker unchanged by its refinement",
+    "sticker with numbers not in the question", "inverse draft malformed", "inverse draft with such numbers",
+]  # fmt: skip
+
+
+def diagnostics_markdown(summary: dict[str, Any]) -> str:
+    """How the runs went: the stickers per round kind, the predictions, and the
+    questions SIFT and CoT each got right alone."""
+    diagnostics = summary.get("diagnostics") or {}
+    stickers, predictions = diagnostics.get("stickers") or {}, diagnostics.get("predictions") or {}
+    if not predictions:
+        return ""
+    rows = [
+        [
+            _KIND_NAMES.get(kind, kind),
+            str(counts.get("rounds", 0)),
+            str(counts.get("malformed", 0)),
+            "-" if kind == "sticker" else str(counts.get("unchanged", 0)),
+            str(counts.get("invented_numbers", 0)),
+            str(counts.get("draft_malformed", 0)) if kind == "inverse" else "-",
+            str(counts.get("draft_invented_numbers", 0)) if kind == "inverse" else "-",
+        ]
+        for kind, counts in sorted(stickers.items(), key=lambda item: list(_KIND_NAMES).index(item[0]))
+    ]
+    outcomes = diagnostics.get("outcomes") or {}
+    lines = [
+        f"Predictions: {predictions.get('predictions', 0)}, cut off at the token limit "
+        f"{predictions.get('truncated', 0)}, without an answer {predictions.get('no_answer', 0)}, served again "
+        f"from the run (a repeated round) {predictions.get('repeated', 0)}; rounds that agreed on a wrong answer "
+        f"{predictions.get('agreed_on_a_wrong_answer', 0)}; "
+        f"CoT solutions cut off {predictions.get('cot_truncated', 0)}.",
+        f"Right by SIFT only: {', '.join(outcomes.get('sift_only') or []) or 'none'}. "
+        f"Right by CoT only: {', '.join(outcomes.get('cot_only') or []) or 'none'}.",
+    ]
+    return "\n\n".join(["How the runs went:", markdown_table(rows, _DIAGNOSTICS_HEADER), *lines])
+
+
 def format_markdown(summaries: Sequence[dict[str, Any]]) -> str:
     """The paper's table (one row per model and dataset), then one detail table per set."""
     header = ["model", "dataset", "n", "CoT", "stage 1", "stage 2", "stage 3"]
@@ -160,6 +203,8 @@ def format_markdown(summaries: Sequence[dict[str, Any]]) -> str:
             markdown_table(detail_rows(summary), detail_header(summary)),
             footnote(summary).replace("\n", "  \n"),
         ]
+        if diagnostics := diagnostics_markdown(summary):
+            parts.append(diagnostics)
     parts.append(f"![accuracy against tokens per question]({PLOT_FILE})")
     return "\n\n".join(parts) + "\n"
 

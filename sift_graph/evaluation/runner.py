@@ -88,6 +88,7 @@ async def evaluate_one(task: Task, sift_graph: Any, cot_graph: Any, context: Sif
         "id": task.question.id,
         "sample": task.sample,
         "question_sha": task.question.sha,
+        "question": task.question.question,
         "gold": task.question.answer,
         **body,
         "seconds": round(time.monotonic() - started, 3),

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sift_graph.answers import answers_agree
+from sift_graph.evaluation.diagnostics import diagnose
 from sift_graph.evaluation.records import FALLBACK, STAGES
 from sift_graph.evaluation.stats import discordant_pairs, majority_vote, mcnemar_exact, wilson_interval
 
@@ -162,6 +163,7 @@ def summarize(records: Sequence[Record], comparator: str = "math") -> dict[str, 
         "exit_shares": exit_shares(ok),
         "wall_seconds": wall_time(records),
         "saved_calls": total_saved_calls(ok),
+        "diagnostics": diagnose(ok),
     }
     if samples == 1:
         summary["columns"] = single_run_summary(ok)

@@ -1,0 +1,116 @@
+"""How SIFT's runs went, from stored records: small pure functions.
+
+Counts a report prints beside the accuracy table, to read where SIFT wins and loses:
+refinements that changed nothing, malformed stickers, stickers with numbers the question
+does not have (invented facts), predictions cut off at the token limit, agreement on a
+wrong answer. Records of earlier versions lack the round details: they count as none.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+Record = dict[str, Any]
+_NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?")
+_LIST_MARKER = re.compile(r"^\s*\d+\s*[.)]\s", re.MULTILINE)
+_UNITS = [
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty",
+]  # fmt: skip
+_NUMBER_WORDS = {word: str(value) for value, word in enumerate(_UNITS)} | {
+    "thirty": "30", "forty": "40", "fifty": "50", "sixty": "60", "seventy": "70", "eighty": "80",
+    "ninety": "90", "hundred": "100", "thousand": "1000", "dozen": "12", "twice": "2", "double": "2",
+    "triple": "3", "half": "0.5", "quarter": "0.25",
+}  # fmt: skip
+_WORD = re.compile(r"\b(" + "|".join(_NUMBER_WORDS) + r")\b", re.IGNORECASE)
+
+
+def numbers_in(text: str) -> set[str]:
+    """The numbers a text states, normalized ("1,200" and "1200.0" are "1200"; "three"
+    is "3"), its list markers ("1. ") aside."""
+    text = _LIST_MARKER.sub(" ", text)
+    found = {_NUMBER_WORDS[word.lower()] for word in _WORD.findall(text)}
+    for raw in _NUMBER.findall(text):
+        value = raw.replace(",", "")
+        if "." in value:
+            value = value.rstrip("0").rstrip(".")
+        found.add(value)
+    return found
+
+
+def conditions_of(sticker: str) -> str:
+    """The conditions part of a sticker's text (the question line states no facts)."""
+    return re.split(r"\*\*\s*question\s*:?\s*\*\*\s*:?", sticker, maxsplit=1, flags=re.IGNORECASE)[0]
+
+
+def invented_numbers(sticker: str, question: str) -> set[str]:
+    """Numbers a sticker's conditions state that the question does not: a fact made up
+    (or a result computed and passed off as a fact). Small counting words aside, a
+    faithful sticker restates only the question's numbers."""
+    return numbers_in(conditions_of(sticker)) - numbers_in(question)
+
+
+def _rounds(records: Iterable[Record]) -> Iterable[tuple[Record, Record, Record | None]]:
+    """(record, round, previous round) for every round with details."""
+    for record in records:
+        previous = None
+        for detail in record.get("rounds") or []:
+            if "sticker" in detail:
+                yield record, detail, previous
+            previous = detail
+
+
+def sticker_diagnostics(records: Sequence[Record]) -> dict[str, dict[str, int]]:
+    """Per round kind: rounds, malformed stickers, stickers left unchanged by their
+    refinement, stickers with invented numbers; for inverse rounds also the drafts."""
+    counts: dict[str, Counter[str]] = {}
+    for record, detail, previous in _rounds(records):
+        kind = counts.setdefault(detail["kind"], Counter())
+        kind["rounds"] += 1
+        kind["malformed"] += bool(detail["sticker_problems"])
+        question = record.get("question") or ""
+        kind["invented_numbers"] += bool(question and invented_numbers(detail["sticker"], question))
+        if previous is not None and "sticker" in previous:
+            kind["unchanged"] += detail["sticker"] == previous["sticker"]
+        if detail.get("draft") is not None:
+            kind["draft_malformed"] += bool(detail["draft_problems"])
+            kind["draft_invented_numbers"] += bool(question and invented_numbers(detail["draft"], question))
+    return {kind: dict(count) for kind, count in counts.items()}
+
+
+def prediction_diagnostics(records: Sequence[Record]) -> dict[str, int]:
+    """Predictions made, cut off at the token limit, without an answer, served again
+    (a repeated round); CoT solutions cut off; rounds that agreed on a wrong answer."""
+    counts: Counter[str] = Counter()
+    for record, detail, _ in _rounds(records):
+        counts["predictions"] += 2
+        counts["truncated"] += sum(detail["truncated"])
+        counts["no_answer"] += sum(answer is None for answer in detail["answers"])
+        counts["repeated"] += sum(detail.get("repeated", []))
+        agreed_wrong = detail["agreed"] and record["sift"]["consensus_round"] == detail["round"]
+        counts["agreed_on_a_wrong_answer"] += bool(agreed_wrong and not record["sift"]["correct"])
+    for record in records:
+        counts["cot_truncated"] += bool(record["cot"].get("truncated"))
+    return dict(counts)
+
+
+def outcomes(records: Sequence[Record]) -> dict[str, list[str]]:
+    """Question ids by how SIFT (its final answer) and CoT fared: where SIFT wins and loses."""
+    groups: dict[str, list[str]] = {"sift_only": [], "cot_only": [], "both": [], "neither": []}
+    for record in records:
+        sift, cot = bool(record["sift"]["correct"]), bool(record["cot"]["correct"])
+        key = "both" if sift and cot else "sift_only" if sift else "cot_only" if cot else "neither"
+        groups[key].append(str(record["id"]))
+    return groups
+
+
+def diagnose(records: Sequence[Record]) -> dict[str, Any]:
+    ok = [record for record in records if record["status"] == "ok"]
+    return {
+        "stickers": sticker_diagnostics(ok),
+        "predictions": prediction_diagnostics(ok),
+        "outcomes": outcomes(ok),
+    }
