@@ -23,9 +23,10 @@ from typing import Any, Literal, Union
 from langchain_core.language_models import BaseChatModel
 from langgraph.runtime import Runtime
 
-from sift_graph.models.specs import DEFAULT_MODEL_SPEC, Connection, validate_model_spec
+from sift_graph.models.specs import DEFAULT_MODEL_SPEC, Connection, LoadOptions, validate_model_spec
 
 Comparator = Literal["math", "string"]
+Dtype = Literal["auto", "bfloat16", "float32"]
 
 # Field metadata keys beyond react-agent's "description":
 #   "flag":    the CLI flag, when it is not `--` + the name with dashes;
@@ -60,6 +61,13 @@ class SiftContext:
         metadata={
             "description": "answer equivalence for consensus (and grading in eval): 'math' (math-verify) "
             "or 'string' (the paper's reference string comparison)"
+        },
+    )
+    dtype: Dtype = field(
+        default="auto",
+        metadata={
+            "description": "weights of a local model: 'auto' (bf16 on GPUs and on CPUs with native bf16, "
+            "AVX512-BF16 or AMX; fp32 elsewhere), 'bfloat16' or 'float32' (changes greedy outputs slightly)"
         },
     )
     base_url: str | None = field(
@@ -108,6 +116,8 @@ class SiftContext:
             raise ValueError(f"base_url: expected an http:// or https:// URL, got {self.base_url!r}")
         if self.comparator not in ("math", "string"):
             raise ValueError(f"comparator: expected 'math' or 'string', got {self.comparator!r}")
+        if self.dtype not in typing.get_args(Dtype):
+            raise ValueError(f"dtype: expected 'auto', 'bfloat16' or 'float32', got {self.dtype!r}")
         # One spelling per value: 0 and 0.0 are one setting (and one eval digest).
         self.temperature = float(self.temperature)
         self.request_timeout = float(self.request_timeout)
@@ -116,6 +126,10 @@ class SiftContext:
     @property
     def connection(self) -> Connection:
         return Connection(base_url=self.base_url, api_key=self.api_key, timeout=self.request_timeout)
+
+    @property
+    def load_options(self) -> LoadOptions:
+        return LoadOptions(dtype=self.dtype)
 
     def stored_settings(self) -> dict[str, Any]:
         """The settings kept with a run so that `--resume` continues it as it started:

@@ -66,14 +66,15 @@ class ModelNode(Runnable[SiftState, dict[str, Any]]):
         state, runtime = input, get_runtime()
         context = context_of(runtime)
         prompt = self.step.prompt(state)
-        reply = call_model(resolve_model(context.model, context.connection), self.step.role, prompt, context, config)
+        model = resolve_model(context.model, context.connection, context.load_options)
+        reply = call_model(model, self.step.role, prompt, context, config)
         return self._finish(state, reply, runtime)
 
     async def ainvoke(self, input: SiftState, config: RunnableConfig | None = None, **kwargs: Any) -> dict[str, Any]:
         state, runtime = input, get_runtime()
         context = context_of(runtime)
         prompt = self.step.prompt(state)
-        model = await aresolve_model(context.model, context.connection)
+        model = await aresolve_model(context.model, context.connection, context.load_options)
         reply = await acall_model(model, self.step.role, prompt, context, config)
         return self._finish(state, reply, runtime)
 

