@@ -39,7 +39,7 @@ def alone(tiny) -> dict[str, object]:
 
 
 def rows_per_step_since(model: LocalChatModel, since: float) -> list[int]:
-    return [rows for at, rows in model.scheduler.trace if at >= since]
+    return [rows for _, rows in model.scheduler.batch_sizes(since)]
 
 
 def test_alone_is_what_transformers_generate_gives(tiny, alone):
@@ -125,10 +125,10 @@ async def test_a_cancelled_request_frees_its_row_and_the_others_go_on(chatty):
     long, prompt = 300, PROMPTS[1]
     reference = chatty.invoke(ask(prompt), max_tokens=long)
     assert reference.response_metadata["finish_reason"] == "length"
-    started = len(chatty.scheduler.trace)
+    started = len(chatty.scheduler.batch_sizes())
     kept = asyncio.create_task(chatty.ainvoke(ask(prompt), max_tokens=long))
     cancelled = asyncio.create_task(chatty.ainvoke(ask(PROMPTS[2]), max_tokens=long))
-    while len(chatty.scheduler.trace) < started + 20:  # both are mid-generation
+    while len(chatty.scheduler.batch_sizes()) < started + 20:  # both are mid-generation
         await asyncio.sleep(0.001)
     assert 2 in rows_per_step_since(chatty, 0)
     cancelled.cancel()
@@ -140,20 +140,26 @@ async def test_a_cancelled_request_frees_its_row_and_the_others_go_on(chatty):
     assert rows_per_step_since(chatty, cancelled_at)[-1] == 1  # the cancelled row left the batch
 
 
-async def test_a_failing_request_fails_alone_mid_batch(tiny, alone):
+@pytest.mark.parametrize("group_size", [1, 8])
+async def test_a_failing_request_fails_alone_mid_batch(tiny, alone, group_size):
+    """Prompts are prefilled one by one on a CPU (`group_size` 1) and in groups on a GPU,
+    where a failed group prefill is retried one prompt at a time."""
+    tiny.scheduler.prefill_group_size = group_size
     too_long = "eggs " * 5000  # past the tiny model's context of 4096 tokens
-    first = [asyncio.create_task(tiny.ainvoke(ask(prompt), max_tokens=LIMIT)) for prompt in PROMPTS[:2]]
-    started = len(tiny.scheduler.trace)
-    while len(tiny.scheduler.trace) < started + 2:
-        await asyncio.sleep(0.001)
-    # Submitted while a step runs, the three usually join in one group, whose failed
-    # prefill is then retried one by one; either way only the culprit may fail.
-    later = await asyncio.gather(
-        tiny.ainvoke(ask(too_long), max_tokens=LIMIT),
-        tiny.ainvoke(ask(PROMPTS[2]), max_tokens=LIMIT),
-        tiny.ainvoke(ask(PROMPTS[3]), max_tokens=LIMIT),
-        return_exceptions=True,
-    )
+    try:
+        first = [asyncio.create_task(tiny.ainvoke(ask(prompt), max_tokens=LIMIT)) for prompt in PROMPTS[:2]]
+        started = len(tiny.scheduler.batch_sizes())
+        while len(tiny.scheduler.batch_sizes()) < started + 2:
+            await asyncio.sleep(0.001)
+        # Submitted while a step runs, the three usually join in one group.
+        later = await asyncio.gather(
+            tiny.ainvoke(ask(too_long), max_tokens=LIMIT),
+            tiny.ainvoke(ask(PROMPTS[2]), max_tokens=LIMIT),
+            tiny.ainvoke(ask(PROMPTS[3]), max_tokens=LIMIT),
+            return_exceptions=True,
+        )
+    finally:
+        tiny.scheduler.prefill_group_size = 1
     assert isinstance(later[0], ValueError) and "do not fit the model's context of 4096" in str(later[0])
     assert [reply.content for reply in [*(await asyncio.gather(*first)), *later[1:]]] == [
         alone[prompt].content for prompt in PROMPTS[:4]

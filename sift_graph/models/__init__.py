@@ -5,8 +5,7 @@
 - `local`: local transformers models, whose concurrent calls `scheduler` generates together:
   rows of one `padded_batch` (its cache growing in place, `kv_cache`; prompt prefixes
   reused, `prefix_cache`), each row decoded by its own settings (`sampling`);
-- `devices`: the dtype (and device map) a local model loads in; `attention`: decoding
-  attention for bf16 on a CPU;
+- `devices`: the dtype (and device map) a local model loads in;
 - `gguf`: the one-time GGUF conversion cache.
 
 The engines are imported on first use of their names, so `import sift_graph` does not

