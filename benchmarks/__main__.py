@@ -202,7 +202,43 @@ def real_model_rows(args: argparse.Namespace) -> list[Row]:
     ]
 
 
-SECTIONS = {"overhead": overhead_rows, "serving": serving_rows, "memory": memory_rows, "real": real_model_rows}
+def local_rows(args: argparse.Namespace) -> list[Row]:
+    from benchmarks import local
+
+    r = local.run(args.local_max_tokens, args.local_questions)
+    rows = [
+        _row(
+            "6 local",
+            f"{r.model} ({r.dtype} on {r.device}), max_tokens={r.max_tokens}",
+            f"load {r.load_s:.1f} s",
+            "-",
+            None,
+        )
+    ]
+    for level in r.levels:
+        target = r.targets.get(level.in_flight)
+        speedup = r.speedup(level)
+        rows.append(
+            _row(
+                "6 local",
+                f"C={level.in_flight:<3} N={level.questions:<3} {level.calls} calls",
+                f"{level.tokens_per_s:.1f} output tokens/s = {speedup:.2f}x C=1 ({level.output_tokens} tokens in "
+                f"{level.wall_s:.1f} s); rows per step {level.rows_per_step:.1f}, over time "
+                + " ".join(f"{rows:.0f}" for rows in level.timeline),
+                "-" if target is None else f">= {target:.0f}x C=1",
+                None if target is None else speedup >= target,
+            )
+        )
+    return rows
+
+
+SECTIONS = {
+    "overhead": overhead_rows,
+    "serving": serving_rows,
+    "memory": memory_rows,
+    "real": real_model_rows,
+    "local": local_rows,
+}
 
 
 def print_table(rows: list[Row]) -> None:
@@ -243,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     args.rounds = 2
     args.questions = 300 if quick else 1000
     args.max_tokens, args.real_questions = (16, 1) if quick else (64, 1)
+    args.local_max_tokens, args.local_questions = (32, 1) if quick else (64, 2)
     warnings.filterwarnings("ignore")
 
     machine = _machine()

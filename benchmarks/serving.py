@@ -102,7 +102,7 @@ async def _throughput(
         context = _context(server)
         await graph.ainvoke({"question": QUESTION}, context=context)
         critical = CRITICAL_CALLS["agree"] * latency
-        model = resolve_model(context.model, context.connection)
+        model = resolve_model(context.model, context.connection, context.load_options)
 
         async def by_graph() -> None:
             await graph.ainvoke({"question": QUESTION}, context=context)

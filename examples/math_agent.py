@@ -52,7 +52,7 @@ def route(state: MessagesState) -> str:
 def chat(state: MessagesState, runtime: Runtime[SiftContext]) -> dict:
     """Everything that is not math: one plain call with the conversation so far."""
     context = runtime.context or SiftContext()
-    model = resolve_model(context.model, context.connection)
+    model = resolve_model(context.model, context.connection, context.load_options)
     reply = model.invoke(state["messages"], {"tags": ["sift:chat"]}, max_tokens=context.max_tokens)
     return {"messages": [AIMessage(content=reply.content, name="chat")]}
 

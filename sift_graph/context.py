@@ -26,9 +26,16 @@ from langgraph.runtime import Runtime
 from pydantic import ConfigDict
 from pydantic.json_schema import SkipJsonSchema
 
-from sift_graph.models.specs import DEFAULT_MODEL_SPEC, Connection, validate_model_spec
+from sift_graph.models.specs import (
+    DEFAULT_MODEL_SPEC,
+    SERVED_PREFIX,
+    Connection,
+    LoadOptions,
+    validate_model_spec,
+)
 
 Comparator = Literal["math", "string"]
+Dtype = Literal["auto", "bfloat16", "float32"]
 
 MAX_ROUNDS = 16
 """The most forward (and, apart, inverse) rounds a run may ask for. The paper runs one of
@@ -78,6 +85,13 @@ class SiftContext:
         metadata={
             "description": "answer equivalence for consensus (and grading in eval): 'math' (math-verify) "
             "or 'string' (the paper's reference string comparison)"
+        },
+    )
+    dtype: Dtype = field(
+        default="auto",
+        metadata={
+            "description": "weights of a local model: 'auto' (bf16 on GPUs and on CPUs with native bf16, "
+            "AVX512-BF16 or AMX; fp32 elsewhere), 'bfloat16' or 'float32' (changes greedy outputs slightly)"
         },
     )
     base_url: str | None = field(
@@ -143,6 +157,8 @@ class SiftContext:
             )
         if self.comparator not in ("math", "string"):
             raise ValueError(f"comparator: expected 'math' or 'string', got {self.comparator!r}")
+        if self.dtype not in typing.get_args(Dtype):
+            raise ValueError(f"dtype: expected 'auto', 'bfloat16' or 'float32', got {self.dtype!r}")
         # One spelling per value: 0 and 0.0 are one setting (and one eval digest).
         self.temperature = float(self.temperature)
         self.request_timeout = float(self.request_timeout)
@@ -151,6 +167,10 @@ class SiftContext:
     @property
     def connection(self) -> Connection:
         return Connection(base_url=self.base_url, api_key=self.api_key, timeout=self.request_timeout)
+
+    @property
+    def load_options(self) -> LoadOptions:
+        return LoadOptions(dtype=self.dtype)
 
     def stored_settings(self) -> dict[str, Any]:
         """The settings kept with a run so that `--resume` continues it as it started:
@@ -164,7 +184,8 @@ class SiftContext:
 
     def result_settings(self) -> dict[str, Any]:
         """The settings that can change an answer (the evaluation's configuration digest).
-        `top_p` is left out of greedy runs, where it does nothing."""
+        `top_p` and `seed` are left out of greedy runs, and `dtype` out of runs whose model
+        is served or given as an instance: there they do nothing."""
         settings = {
             spec.name: getattr(self, spec.name)
             for spec in setting_specs(type(self))
@@ -172,6 +193,10 @@ class SiftContext:
         }
         if not self.temperature > 0:
             settings["top_p"] = settings["seed"] = None  # greedy decoding ignores both
+        if not isinstance(self.model, str) or self.model.startswith(SERVED_PREFIX):
+            # Only a local spec is loaded with a dtype. Left out rather than set to None, so a
+            # served model's result sets keep the digest they had before the setting existed.
+            del settings["dtype"]
         return settings
 
     @classmethod

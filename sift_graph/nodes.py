@@ -88,7 +88,7 @@ class ModelNode(Runnable[SiftState, dict[str, Any]]):
         context = context_of(runtime)
         reply = self.step.reuse(state)
         if reply is None:
-            model = resolve_model(context.model, context.connection)
+            model = resolve_model(context.model, context.connection, context.load_options)
             cache = call_cache(state, context)
             reply = call_model(model, self.step.role, self.step.prompt(state), context, config, cache)
         return self._finish(state, reply, runtime)
@@ -98,7 +98,7 @@ class ModelNode(Runnable[SiftState, dict[str, Any]]):
         context = context_of(runtime)
         reply = self.step.reuse(state)
         if reply is None:
-            model = await aresolve_model(context.model, context.connection)
+            model = await aresolve_model(context.model, context.connection, context.load_options)
             cache = call_cache(state, context)
             reply = await acall_model(model, self.step.role, self.step.prompt(state), context, config, cache)
         return self._finish(state, reply, runtime)

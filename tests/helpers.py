@@ -61,7 +61,7 @@ def broken_model(broken_role: str) -> ScriptedChatModel:
 
 def answer_cli_with(monkeypatch: pytest.MonkeyPatch, model: object) -> None:
     """Make every model spec the `sift` CLI resolves answer with `model`."""
-    monkeypatch.setattr("sift_graph.cli.common.resolve_model", lambda spec, connection=None: model)
+    monkeypatch.setattr("sift_graph.cli.common.resolve_model", lambda spec, connection=None, options=None: model)
 
 
 # --- real `sift` processes running the scripted model -----------------------------------

@@ -61,3 +61,24 @@ def test_deep_size_counts_nested_results():
     shared = "x" * 1000
     assert memory._deep_size({"a": [shared, shared]}) >= 1000
     assert memory._deep_size({"a": [shared, shared]}) < 2000  # one object counted once
+
+
+def test_the_batch_timeline_averages_rows_per_step_in_equal_slices():
+    from benchmarks.local import TIMELINE_SLICES, batch_timeline
+
+    trace = [(0.5, 1), (1.5, 3), (1.6, 5), (9.5, 2), (20.0, 7)]  # the last step is outside the run
+    mean, slices = batch_timeline(trace, start=0.0, end=10.0)
+    assert mean == (1 + 3 + 5 + 2) / 4
+    assert len(slices) == TIMELINE_SLICES and slices[0] == 1 and slices[1] == 4 and slices[9] == 2
+    assert slices[2:9] == [0.0] * 7  # no step in those slices
+
+
+def test_the_local_level_counts_what_the_questions_generated(tmp_path):
+    from benchmarks.local import run_level
+    from sift_graph.testing.tiny_llama import load_tiny_llama
+
+    model = load_tiny_llama(tmp_path / "tiny")
+    level = asyncio.run(run_level(model, [QUESTION, QUESTION + " Twice."], in_flight=2, max_tokens=6))
+    assert level.questions == 2 and level.calls >= 6  # at least a round each: sticker and two predictions
+    assert 0 < level.output_tokens <= 6 * level.calls
+    assert level.rows_per_step >= 1 and max(level.timeline) > 1  # the two questions shared steps

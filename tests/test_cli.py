@@ -155,7 +155,7 @@ def test_openai_without_key_or_server_exits_2(monkeypatch, capsys):
 def test_model_loading_progress_is_kept_off_the_output(monkeypatch, capsys):
     model = ScriptedChatModel(script=script_for(["4"], ["4"]))
 
-    def noisy_load(spec, connection=None):
+    def noisy_load(spec, connection=None, options=None):
         print("Converting and de-quantizing GGUF tensors...: 100%", file=sys.stderr)
         return model
 
@@ -165,7 +165,7 @@ def test_model_loading_progress_is_kept_off_the_output(monkeypatch, capsys):
 
 
 def test_a_failed_load_replays_what_the_loader_printed(monkeypatch, capsys):
-    def broken_load(spec, connection=None):
+    def broken_load(spec, connection=None, options=None):
         print("loader diagnostics", file=sys.stderr)
         raise RuntimeError("weights corrupt")
 

@@ -3,6 +3,7 @@ stored for `--resume` and the evaluation digest are all derived from its fields.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -49,7 +50,7 @@ def test_the_flags_keep_their_names():
     flags = {spec.flag for spec in setting_specs()}
     assert flags == {
         "--model", "--base-url", "--api-key", "--timeout", "--max-tokens", "--temperature", "--top-p",
-        "--forward-rounds", "--inverse-rounds", "--comparator", "--seed", "--cache",
+        "--forward-rounds", "--inverse-rounds", "--comparator", "--seed", "--cache", "--dtype",
     }  # fmt: skip
     help_text = parser_for(SiftContext).format_help()
     assert "new-token limit of every model call (default 1024)" in help_text
@@ -86,6 +87,22 @@ def test_non_finite_numbers_are_rejected(value):
         SiftContext(request_timeout=value)
     with pytest.raises(ValueError, match=r"^temperature: "):
         SiftContext(temperature=value)
+
+
+def test_the_dtype_reaches_the_loader_and_the_digest():
+    context = context_from_args(parser_for(SiftContext).parse_args(["--dtype", "float32"]))
+    assert context.load_options.dtype == "float32"
+    assert EvalConfig.from_context(context).digest() != EvalConfig.from_context(SiftContext()).digest()
+    served = SiftContext(model="openai:m", base_url="http://127.0.0.1:1/v1")
+    assert "dtype" not in served.result_settings()  # a served model is not loaded here
+    assert (
+        EvalConfig.from_context(dataclasses.replace(served, dtype="float32")).digest()
+        == EvalConfig.from_context(served).digest()
+    )
+    with pytest.raises(ValueError, match=r"^dtype: expected 'auto', 'bfloat16' or 'float32', got 'fp16'"):
+        SiftContext(dtype="fp16")  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match=r"--dtype"):
+        parser_for(SiftContext).parse_args(["--dtype", "fp16"])
 
 
 def test_a_bad_flag_value_is_one_usage_error():

@@ -6,17 +6,21 @@ and plumbing, never correctness.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
 from langchain_core.messages import HumanMessage
 
-from sift_graph import SiftContext, build_sift_graph
-from sift_graph.models import LocalChatModel, converted_gguf_folder, default_model_path, resolve_model
+from sift_graph import SiftContext, build_sift_graph, prompts
+from sift_graph.models import LoadOptions, LocalChatModel, converted_gguf_folder, default_model_path, resolve_model
+from sift_graph.models.devices import cpu_has_native_bf16
 from sift_graph.state import ROLES
 
 pytestmark = pytest.mark.slow
@@ -53,6 +57,32 @@ def test_the_cache_key_names_the_local_model(embedded):
     assert embedded.model_id in key and str(embedded.llm.pipeline.model.dtype) in key
 
 
+def test_the_default_dtype_is_the_fastest_this_cpu_has(embedded):
+    expected = torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+    assert embedded.llm.pipeline.model.dtype == expected
+    fp32 = resolve_model("default", options=LoadOptions(dtype="float32"))
+    assert fp32 is not embedded and fp32.llm.pipeline.model.dtype == torch.float32
+
+
+async def test_batched_greedy_calls_equal_the_same_calls_alone_in_fp32(gsm8k_question):
+    """Padding, rows joining mid-flight and reused prompt prefixes change no greedy token
+    in fp32. (In bf16 they can: see README, Models.)"""
+    fp32 = resolve_model("default", options=LoadOptions(dtype="float32"))
+    sticker = "**Conditions:**\n1. Janet's ducks lay 16 eggs per day.\n**Question:** How many eggs are left?"
+    asked = [
+        prompts.sticker_prompt(gsm8k_question),
+        prompts.predict_sticker_prompt(sticker),
+        prompts.predict_query_sticker_prompt(gsm8k_question, sticker),
+        prompts.forward_prompt(gsm8k_question, sticker),
+        prompts.direct_prompt(gsm8k_question),
+        prompts.direct_prompt("What is 12 times 7?"),
+    ]
+    alone = [fp32.invoke([HumanMessage(prompt)], max_tokens=24) for prompt in asked]
+    together = await asyncio.gather(*(fp32.ainvoke([HumanMessage(prompt)], max_tokens=24) for prompt in asked))
+    assert [reply.content for reply in together] == [reply.content for reply in alone]
+    assert [reply.usage_metadata for reply in together] == [reply.usage_metadata for reply in alone]
+
+
 def test_local_model_reports_usage_and_truncation(embedded):
     reply = embedded.invoke([HumanMessage("Count from one to twenty in words.")], max_tokens=5, temperature=0.0)
     assert reply.usage_metadata["output_tokens"] == 5
@@ -76,6 +106,7 @@ def test_greedy_decoding_is_deterministic(embedded):
 def test_a_real_sift_run_on_a_gsm8k_question(embedded, gsm8k_question):
     graph = build_sift_graph().compile()
     context = SiftContext(model="default", max_tokens=48)
+    since = time.monotonic()
     events = []
     result = None
     for mode, chunk in graph.stream({"question": gsm8k_question}, context=context, stream_mode=["custom", "values"]):
@@ -106,6 +137,8 @@ def test_a_real_sift_run_on_a_gsm8k_question(embedded, gsm8k_question):
         assert result["response"] == rounds[-1]["predict_query_sticker"]["text"]
     assert [e["stage"] for e in events].count("consensus") == len(rounds)
     assert events[0]["stage"] == "sticker"
+    # The sync path (the CLI's) generates a round's two predictions together.
+    assert 2 in [rows for _, rows in embedded.scheduler.batch_sizes(since)]
 
 
 def test_the_cli_prints_a_real_run(gsm8k_question, tmp_path):

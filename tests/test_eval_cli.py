@@ -57,6 +57,7 @@ def test_eval_prints_the_table_and_report_writes_markdown_json_and_png(tmp_path,
     assert cli.main(["eval", "--dataset", str(SAMPLE), "--model", spec, "--out", str(out)]) == 0
     printed, progress = capsys.readouterr()
     assert "(0 of 5 already done)" in progress
+    assert "\nconcurrency: 4\n" in progress  # not a local model: the plain default
     lines = printed.splitlines()
     assert lines[0].startswith(f"gsm8k_sample / {spec} (T=0, max 1024 tokens")
     rows = {cells[0]: cells[1:] for cells in (re.split(r"\s{2,}", line) for line in lines[3:8])}
@@ -207,6 +208,7 @@ def test_the_config_digest_follows_what_changes_answers_and_only_that():
         ["--forward-rounds", "2"],
         ["--inverse-rounds", "0"],
         ["--comparator", "string"],
+        ["--dtype", "float32"],
     ):
         assert eval_config(parse(*changed)).digest() != base, changed
 
@@ -235,3 +237,17 @@ def test_samples_report_means_and_majority_votes(tmp_path, capsys):
     assert rows["CoT"][0] == "50.0 (50.0-50.0 over 3 runs)"
     assert rows["SIFT + majority"][0] == "50.0 [9.5, 90.5]" and rows["SIFT + majority"][-1] == "1 vs 1, p = 1"
     assert any(line.startswith("2 questions x 3 sample(s), 6 graded") for line in lines)
+
+
+def test_a_local_model_gets_a_batch_friendly_concurrency_unless_one_is_given():
+    from types import SimpleNamespace
+
+    from sift_graph.cli.evaluate import pick_concurrency
+
+    local = SimpleNamespace(suggested_concurrency=8)
+    assert pick_concurrency(None, local) == (
+        8,
+        "concurrency: 8 (local model: batched generation; --concurrency changes it)",
+    )
+    assert pick_concurrency(2, local) == (2, "concurrency: 2")
+    assert pick_concurrency(None, object()) == (4, "concurrency: 4")

@@ -49,6 +49,7 @@ def test_eval_and_report_on_gsm8k_with_the_embedded_model(tmp_path):
     first = sift(*command)
     assert first.returncode == 0, first.stderr
     assert "(0 of 2 already done)" in first.stderr and "model ready in" in first.stderr
+    assert "concurrency: 8 (local model: batched generation; --concurrency changes it)" in first.stderr
     assert first.stdout.startswith("gsm8k / default (T=0, max 32 tokens, 1 FO + 1 IG rounds, math grading)")
     assert "2 questions x 1 sample(s), 2 graded, 0 errors" in first.stdout
 

@@ -275,7 +275,8 @@ def test_a_transient_model_fault_is_retried(graph, scripted):
 def test_a_run_without_context_uses_defaults_for_everything_but_the_model(graph, monkeypatch, scripted):
     model = scripted(["4"], ["4"])
     monkeypatch.setattr(
-        "sift_graph.nodes.resolve_model", lambda spec, connection=None: model if spec in (None, "default") else None
+        "sift_graph.nodes.resolve_model",
+        lambda spec, connection=None, options=None: model if spec in (None, "default") else None,
     )
     result = graph.invoke({"question": QUESTION})
     assert result["consensus_round"] == 1

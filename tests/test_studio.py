@@ -89,7 +89,7 @@ def test_a_json_context_as_the_server_sends_it(monkeypatch):
     from sift_graph.testing import QUESTION, ScriptedChatModel, script_for
 
     model = ScriptedChatModel(script=script_for(["1"], ["2"]))
-    monkeypatch.setattr("sift_graph.nodes.resolve_model", lambda spec, connection=None: model)
+    monkeypatch.setattr("sift_graph.nodes.resolve_model", lambda spec, connection=None, options=None: model)
     result = load_exported_graph().invoke(
         {"question": QUESTION}, context={"model": "default", "forward_rounds": 0, "inverse_rounds": 0, "max_tokens": 9}
     )

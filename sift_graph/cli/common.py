@@ -104,7 +104,7 @@ def load_model_quietly(context: SiftContext) -> Any:
     captured = io.StringIO()
     try:
         with contextlib.redirect_stderr(captured):
-            return resolve_model(context.model, context.connection)
+            return resolve_model(context.model, context.connection, context.load_options)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     except BaseException:

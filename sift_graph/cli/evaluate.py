@@ -36,6 +36,7 @@ from sift_graph.evaluation.results import EvalConfig, ResultSet, ResultStore, re
 from sift_graph.locks import LockHeld
 
 DEFAULT_OUT = "sift-eval"
+DEFAULT_CONCURRENCY = 4
 
 
 def add_eval_commands(commands: Any) -> None:
@@ -43,7 +44,13 @@ def add_eval_commands(commands: Any) -> None:
     evaluate = commands.add_parser("eval", help="evaluate CoT and SIFT on a test set (resumable)")
     evaluate.add_argument("--dataset", required=True, help=f"{', '.join(dataset_names())}, or a .jsonl file")
     evaluate.add_argument("--limit", type=int, default=None, help="only the first N questions")
-    evaluate.add_argument("--concurrency", type=int, default=4, help="questions in flight at once (default 4)")
+    evaluate.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help=f"questions in flight at once (default {DEFAULT_CONCURRENCY}; a local model suggests its own, "
+        "as its concurrent calls generate together)",
+    )
     evaluate.add_argument("--out", default=DEFAULT_OUT, help=f"results folder (default {DEFAULT_OUT}); rerun to resume")
     evaluate.add_argument(
         "--samples", type=int, default=1, help="runs per question, with --temperature > 0 (majority vote)"
@@ -63,6 +70,18 @@ def _check_counts(args: argparse.Namespace) -> None:
             raise UsageError(f"{flag}: expected an integer >= 1, got {value}")
     if args.samples > 1 and args.temperature <= 0:
         raise UsageError("--samples > 1 needs --temperature > 0 (greedy runs would all be the same)")
+
+
+def pick_concurrency(given: int | None, model: Any) -> tuple[int, str]:
+    """The concurrency to run at, and the header line that says so: the one given, else
+    the one a local model suggests (its calls in flight generate together, so more of
+    them cost little more than one), else DEFAULT_CONCURRENCY."""
+    if given is not None:
+        return given, f"concurrency: {given}"
+    suggested = getattr(model, "suggested_concurrency", None)
+    if isinstance(suggested, int) and suggested >= 1:
+        return suggested, f"concurrency: {suggested} (local model: batched generation; --concurrency changes it)"
+    return DEFAULT_CONCURRENCY, f"concurrency: {DEFAULT_CONCURRENCY}"
 
 
 def eval_command(args: argparse.Namespace, out: TextIO | None = None, progress: TextIO | None = None) -> int:
@@ -128,13 +147,15 @@ def evaluate(
         print(f"model: {args.model} (loading...)", file=progress, flush=True)
         context.model = load_model_quietly(context)
         print(f"model ready in {time.monotonic() - started:.1f} s", file=progress, flush=True)
+        concurrency, header = pick_concurrency(args.concurrency, context.model)
+        print(header, file=progress, flush=True)
         outcome = asyncio.run(
             run_eval(
                 questions,
                 store=store,
                 context=context,
                 samples=args.samples,
-                concurrency=args.concurrency,
+                concurrency=concurrency,
                 progress=progress,
             )
         )

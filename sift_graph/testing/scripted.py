@@ -33,7 +33,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import Field, PrivateAttr
 
-from sift_graph.models.specs import Connection
+from sift_graph.models.specs import Connection, LoadOptions
 from sift_graph.state import TAG_PREFIX, role_of_tags
 
 Reply = str | dict[str, Any]
@@ -271,6 +271,8 @@ def scripted_model_from_file(path: str | os.PathLike[str]) -> ScriptedChatModel:
         raise ValueError(f"model: scripted model file {str(file)!r}: {exc}") from exc
 
 
-def load_spec_target(target: str, connection: Connection | None = None) -> ScriptedChatModel:
+def load_spec_target(
+    target: str, connection: Connection | None = None, options: LoadOptions | None = None
+) -> ScriptedChatModel:
     """The `scripted:<file.json>` model spec."""
     return scripted_model_from_file(target)
