@@ -224,7 +224,9 @@ def local_rows(args: argparse.Namespace) -> list[Row]:
                 f"C={level.in_flight:<3} N={level.questions:<3} {level.calls} calls",
                 f"{level.tokens_per_s:.1f} output tokens/s = {speedup:.2f}x C=1 ({level.output_tokens} tokens in "
                 f"{level.wall_s:.1f} s); rows per step {level.rows_per_step:.1f}, over time "
-                + " ".join(f"{rows:.0f}" for rows in level.timeline),
+                + " ".join(f"{rows:.0f}" for rows in level.timeline)
+                + f"; floor (transformers generate, batch {level.floor_batch}): {level.floor_tokens_per_s:.1f} "
+                f"tokens/s = {r.floor_speedup(level):.2f}x",
                 "-" if target is None else f">= {target:.0f}x C=1",
                 None if target is None else speedup >= target,
             )

@@ -6,6 +6,11 @@ tokens per second (all calls' output tokens over the wall), the speedup over C =
 question in flight, whose two predictions already generate together), and how the batch
 size moved: rows per decoding step, on average and over ten equal slices of the wall.
 
+Beside each level, the floor transformers itself sets: its own `generate` on a fixed
+left-padded batch of that level's mean batch size (SIFT prompts of those questions, every
+row decoding `max_tokens` tokens). The ratio of two levels' floors is the most batching
+can buy on this device, whatever the scheduler does.
+
 On a CPU the model is the embedded SmolLM2-135M; where CUDA is available it is a tiny
 randomly initialized Llama built on the spot (GPU machines take no model files).
 """
@@ -20,7 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sift_graph import build_sift_graph
+from sift_graph import build_sift_graph, prompts
 from sift_graph.context import SiftContext
 from sift_graph.evaluation.datasets import load_dataset
 from sift_graph.models import LocalChatModel, resolve_model
@@ -42,6 +47,9 @@ class LevelResult:
     rows_per_step: float
     timeline: list[float]
     """Mean rows per decoding step in each of TIMELINE_SLICES equal slices of the wall."""
+    floor_batch: int = 1
+    floor_tokens_per_s: float = 0.0
+    """transformers' `generate` on a fixed batch of `floor_batch` rows: output tokens/s."""
 
     @property
     def tokens_per_s(self) -> float:
@@ -60,6 +68,10 @@ class LocalResult:
 
     def speedup(self, level: LevelResult) -> float:
         return level.tokens_per_s / self.levels[0].tokens_per_s
+
+    def floor_speedup(self, level: LevelResult) -> float:
+        """The speedup transformers' own batched `generate` gets at this level's batch size."""
+        return level.floor_tokens_per_s / self.levels[0].floor_tokens_per_s
 
 
 def batch_timeline(trace: list[tuple[float, int]], start: float, end: float) -> tuple[float, list[float]]:
@@ -102,6 +114,35 @@ async def run_level(model: LocalChatModel, questions: list[str], in_flight: int,
     )
 
 
+def generate_floor(model: LocalChatModel, questions: list[str], batch: int, max_tokens: int) -> float:
+    """Output tokens/s of transformers' `generate` on `batch` left-padded SIFT prompts
+    (the sticker prompts of `questions`, repeated as needed), each row decoding exactly
+    `max_tokens` greedy tokens."""
+    import torch
+
+    tokenizer, hf_model = model.tokenizer, model.llm.pipeline.model
+    texts = [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompts.sticker_prompt(questions[row % len(questions)])}],
+            add_generation_prompt=True,
+            tokenize=False,
+        )
+        for row in range(batch)
+    ]
+    encoded = tokenizer(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    started = time.monotonic()
+    with torch.inference_mode():
+        hf_model.generate(
+            **encoded.to(hf_model.device),
+            max_new_tokens=max_tokens,
+            min_new_tokens=max_tokens,
+            do_sample=False,
+            pad_token_id=pad_id,
+        )
+    return batch * max_tokens / (time.monotonic() - started)
+
+
 def _load(on_gpu: bool) -> tuple[str, LocalChatModel]:
     if on_gpu:
         folder = tempfile.mkdtemp(prefix="sift-tiny-llama-")
@@ -133,6 +174,10 @@ def run(max_tokens: int, questions_per_level: int = 2, levels: list[int] | None 
         result = asyncio.run(run_level(model, texts[: max(2, questions_per_level * level)], level, max_tokens))
         print(f"[local: C={level} {result.tokens_per_s:.1f} tokens/s]", file=sys.stderr, flush=True)
         results.append(result)
+    for result in results:
+        result.floor_batch = max(1, round(result.rows_per_step))
+        result.floor_tokens_per_s = generate_floor(model, texts, result.floor_batch, max_tokens)
+        print(f"[local: floor at batch {result.floor_batch} {result.floor_tokens_per_s:.1f} tokens/s]", file=sys.stderr)
     return LocalResult(
         model=name,
         dtype=str(hf_model.dtype).removeprefix("torch."),
