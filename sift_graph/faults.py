@@ -30,6 +30,17 @@ def is_transient_fault(exc: BaseException) -> bool:
     return isinstance(exc, (ConnectionError, TimeoutError, httpx.TransportError, MalformedReplyError))
 
 
+def is_unreachable(exc: BaseException) -> bool:
+    """The model server could not be reached at all (refused, reset, name not found): not
+    a slow answer, nor an error it answered with. Several in a row mean it is gone."""
+    import httpx
+    import openai
+
+    if isinstance(exc, openai.APITimeoutError):
+        return False
+    return isinstance(exc, (openai.APIConnectionError, httpx.ConnectError, ConnectionRefusedError))
+
+
 def is_model_fault(exc: BaseException) -> bool:
     """A failure of the model call itself (transient, or an error the model API returned),
     as opposed to a bug or bad input on our side."""

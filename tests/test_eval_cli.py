@@ -17,7 +17,11 @@ import pytest
 from sift_graph import cli
 from sift_graph.evaluation.report import JSON_FILE, MARKDOWN_FILE, PLOT_FILE
 from sift_graph.evaluation.results import read_records
+from sift_graph.evaluation.runner import UNREACHABLE_IN_A_ROW
+from sift_graph.faults import is_unreachable
 from sift_graph.testing import FORWARD_STICKER, INVERSE_STICKER, STICKER, boxed
+
+from helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "tests" / "data" / "gsm8k_sample.jsonl"  # 5 GSM8K questions; gold 18, 3, 70000, 540, 20
@@ -190,6 +194,38 @@ def test_a_model_that_fails_on_every_question_exits_1(tmp_path, capsys):
     assert err.startswith("sift: error: model call failed: every question failed, e.g. KeyError:")
     [results] = out.glob("*.jsonl")
     assert [r["status"] for r in read_records(results)[0]] == ["error", "error"]  # recorded, to retry later
+
+
+def test_a_server_gone_for_good_stops_the_run_instead_of_failing_every_question(tmp_path, capsys):
+    """Nothing listens on the port: after UNREACHABLE_IN_A_ROW questions that could not
+    reach it the run stops (table printed, exit 1) rather than recording an error for
+    every question left; a rerun resumes there."""
+    out = tmp_path / "runs"
+    gone = f"http://127.0.0.1:{free_port()}/v1"
+    argv = ["eval", "--dataset", str(SAMPLE), "--model", "openai:m", "--base-url", gone, "--concurrency", "1"]
+    assert cli.main([*argv, "--out", str(out), "--cache", "off"]) == 1
+    captured = capsys.readouterr()
+    assert "CoT" in captured.out  # the table of what there is
+    assert captured.err.strip().splitlines()[-1] == (
+        "sift: error: model call failed: stopped: the last 3 questions in a row could not reach the model "
+        "server (cannot reach the model server: Connection error.); 2 not started: rerun the same command "
+        "to resume"
+    )
+    [results] = out.glob("*.jsonl")
+    records = read_records(results)[0]
+    assert [(r["status"], r["unreachable"]) for r in records] == [("error", True)] * UNREACHABLE_IN_A_ROW
+
+
+def test_unreachable_means_no_answer_at_all_not_a_slow_or_refusing_one():
+    import httpx
+    import openai
+
+    request = httpx.Request("POST", "http://127.0.0.1:1/v1/chat/completions")
+    assert is_unreachable(openai.APIConnectionError(request=request))
+    assert not is_unreachable(openai.APITimeoutError(request=request))
+    refused = openai.APIStatusError("busy", response=httpx.Response(503, request=request), body=None)
+    assert not is_unreachable(refused)
+    assert not is_unreachable(KeyError("sticker"))
 
 
 def test_the_config_digest_follows_what_changes_answers_and_only_that():

@@ -5,8 +5,10 @@
     sift report runs/
 
 Bad input exits with status 2 and one line; a model that fails on every question
-exits with status 1. A question that fails alone is recorded as an error and retried by
-the next run of the same command.
+exits with status 1, and so does a run stopped because its model server went away
+(several questions in a row could not reach it), after printing the table of what is
+done. A question that fails alone is recorded as an error and retried by the next run
+of the same command.
 """
 
 from __future__ import annotations
@@ -133,13 +135,14 @@ def evaluate(
     progress: TextIO,
 ) -> int:
     from sift_graph.evaluation.report import format_text, summarize_sets
-    from sift_graph.evaluation.runner import run_eval
+    from sift_graph.evaluation.runner import RunOutcome, run_eval
 
     dataset = store.dataset
     wanted = len(questions) * args.samples
     wanted_keys = {(q.id, sample, q.sha) for q in questions for sample in range(args.samples)}
     done = len(store.done_keys() & wanted_keys)
     print(f"results: {store.path} ({done} of {wanted} already done)", file=progress, flush=True)
+    outcome: RunOutcome | None = None
     if done < wanted:
         quiet_transformers()
         started = time.monotonic()
@@ -159,13 +162,15 @@ def evaluate(
                 progress=progress,
             )
         )
-        if outcome.finished and outcome.errors == outcome.finished:
+        if outcome.stopped is None and outcome.finished and outcome.errors == outcome.finished:
             raise ModelFault(f"every question failed, e.g. {outcome.first_error}")
     # The table covers exactly the questions asked for, whatever else the result set holds.
     records = [record for record in store.records() if record_key(record) in wanted_keys]
     result_set = ResultSet(dataset, store.config.digest(), store.config.as_dict(), records, read_records(store.path)[1])
     print(format_text(summarize_sets([result_set])), file=out, flush=True)
     print(f"\n(sift report {args.out} writes the Markdown table, JSON summary and plot)", file=progress, flush=True)
+    if outcome is not None and outcome.stopped is not None:
+        raise ModelFault(f"stopped: {outcome.stopped}; {outcome.left} not started: rerun the same command to resume")
     return 0
 
 

@@ -30,7 +30,7 @@ from sift_graph.context import SiftContext
 from sift_graph.evaluation.datasets import Question
 from sift_graph.evaluation.records import build_record
 from sift_graph.evaluation.results import ResultStore, record_key
-from sift_graph.faults import describe_fault
+from sift_graph.faults import describe_fault, is_unreachable
 from sift_graph.graph import MODEL_RETRY, build_sift_graph, model_node
 from sift_graph.state import Prediction, RoleUsage, SiftInput, SiftState
 
@@ -83,7 +83,7 @@ async def evaluate_one(task: Task, sift_graph: Any, cot_graph: Any, context: Sif
         sift = await sift_graph.ainvoke({"question": question, "fallback": cot["fallback"]}, context=context)
         body = build_record(task.question, cot, sift, context.comparator)
     except Exception as exc:  # one bad question must not stop the run; a rerun retries it
-        body = {"status": "error", "error": describe_fault(exc)}
+        body = {"status": "error", "error": describe_fault(exc), "unreachable": is_unreachable(exc)}
     return {
         "id": task.question.id,
         "sample": task.sample,
@@ -94,6 +94,10 @@ async def evaluate_one(task: Task, sift_graph: Any, cot_graph: Any, context: Sif
         "seconds": round(time.monotonic() - started, 3),
         "finished_at": time.time(),
     }
+
+
+UNREACHABLE_IN_A_ROW = 3
+"""Questions in a row that could not reach the model server before a run stops."""
 
 
 def pending_tasks(questions: Sequence[Question], samples: int, done: set[tuple[str, int, str]]) -> list[Task]:
@@ -114,6 +118,10 @@ class RunOutcome:
     finished: int
     errors: int
     first_error: str | None
+    stopped: str | None = None
+    """Why the run stopped before its last question (the model server is gone), else None."""
+    left: int = 0
+    """Questions not started because the run stopped."""
 
 
 class _Tally:
@@ -182,8 +190,11 @@ async def run_eval(
     )
     bar.set_postfix_str(tally.postfix(), refresh=False)
 
+    unreachable_in_a_row = 0
+
     async def worker() -> None:
-        while True:
+        nonlocal unreachable_in_a_row
+        while outcome.stopped is None:
             try:
                 task = queue.get_nowait()
             except asyncio.QueueEmpty:
@@ -198,6 +209,14 @@ async def run_eval(
             if record["status"] != "ok":
                 outcome.errors += 1
                 outcome.first_error = outcome.first_error or record["error"]
+            # A server that is gone would fail every question left in seconds each, burying
+            # the run's results under errors: stop, and let a rerun resume once it is back.
+            unreachable_in_a_row = unreachable_in_a_row + 1 if record.get("unreachable") else 0
+            if unreachable_in_a_row >= UNREACHABLE_IN_A_ROW and outcome.stopped is None:
+                outcome.stopped = (
+                    f"the last {unreachable_in_a_row} questions in a row could not reach the model server "
+                    f"({record['error']})"
+                )
             bar.set_postfix_str(tally.postfix(), refresh=False)
             bar.update(1)
 
@@ -206,4 +225,5 @@ async def run_eval(
             await asyncio.gather(*(worker() for _ in range(min(concurrency, len(tasks)))))
     finally:
         bar.close()
+    outcome.left = queue.qsize()
     return outcome
