@@ -120,8 +120,11 @@ class RunOutcome:
     first_error: str | None
     stopped: str | None = None
     """Why the run stopped before its last question (the model server is gone), else None."""
-    left: int = 0
-    """Questions not started because the run stopped."""
+
+    @property
+    def left(self) -> int:
+        """Questions this run did not get to (none unless it stopped)."""
+        return self.total - self.skipped - self.finished
 
 
 class _Tally:
@@ -225,5 +228,4 @@ async def run_eval(
             await asyncio.gather(*(worker() for _ in range(min(concurrency, len(tasks)))))
     finally:
         bar.close()
-    outcome.left = queue.qsize()
     return outcome
