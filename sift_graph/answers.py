@@ -16,6 +16,9 @@ import re
 from functools import lru_cache
 from typing import Any, Literal
 
+# How two answers are compared: math-verify equivalence, or normalized strings.
+Comparator = Literal["math", "string"]
+
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
 _ANSWER_PHRASE = re.compile(
     r"(?:final answer|the answer)\s*(?:is|:|=)\s*:?\s*(?P<answer>.+?)(?:\.\s|\.?$|\n)",
@@ -114,7 +117,7 @@ def _math_equal(left: str, right: str) -> bool:
     )
 
 
-def answers_agree(left: str | None, right: str | None, comparator: Literal["math", "string"] = "math") -> bool:
+def answers_agree(left: str | None, right: str | None, comparator: Comparator = "math") -> bool:
     """Whether two extracted answers are the same answer. Missing never agrees."""
     if left is None or right is None or not left.strip() or not right.strip():
         return False

@@ -26,6 +26,7 @@ from langgraph.runtime import Runtime
 from pydantic import ConfigDict
 from pydantic.json_schema import SkipJsonSchema
 
+from sift_graph.answers import Comparator
 from sift_graph.models.specs import (
     DEFAULT_MODEL_SPEC,
     SERVED_PREFIX,
@@ -34,7 +35,6 @@ from sift_graph.models.specs import (
     validate_model_spec,
 )
 
-Comparator = Literal["math", "string"]
 Dtype = Literal["auto", "bfloat16", "float32"]
 
 MAX_ROUNDS = 16

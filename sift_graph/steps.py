@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from sift_graph import prompts
-from sift_graph.answers import answers_agree, extract_answer
+from sift_graph.answers import Comparator, answers_agree, extract_answer
 from sift_graph.calls import ModelReply
 from sift_graph.context import SiftContext
 from sift_graph.events import (
@@ -67,11 +67,11 @@ def reply_of(prediction: Prediction) -> ModelReply:
     )
 
 
-def predictions_agree(first: Prediction, second: Prediction, comparator: str = "math") -> bool:
+def predictions_agree(first: Prediction, second: Prediction, comparator: Comparator = "math") -> bool:
     """Consensus: both answers present, neither prediction cut off, answers equivalent."""
     if first["truncated"] or second["truncated"]:
         return False
-    return answers_agree(first["answer"], second["answer"], comparator)  # type: ignore[arg-type]
+    return answers_agree(first["answer"], second["answer"], comparator)
 
 
 def sticker_from(reply: ModelReply) -> Sticker:

@@ -3,9 +3,11 @@ stickers, cut-off predictions, where SIFT and CoT each win."""
 
 from __future__ import annotations
 
+from sift_graph.answers import answers_agree
 from sift_graph.evaluation.diagnostics import (
     diagnose,
     invented_numbers,
+    lone_predictions,
     numbers_in,
     outcomes,
     prediction_diagnostics,
@@ -51,11 +53,12 @@ def round_(
     }
 
 
-def record(id_, rounds, *, sift_right, cot_right, consensus_round=None):
+def record(id_, rounds, *, sift_right, cot_right, consensus_round=None, gold="26"):
     return {
         "id": id_,
         "status": "ok",
         "question": QUESTION,
+        "gold": gold,
         "rounds": rounds,
         "sift": {"correct": sift_right, "consensus_round": consensus_round},
         "cot": {"correct": cot_right, "truncated": False},
@@ -121,3 +124,43 @@ def test_the_report_shows_how_the_runs_went():
     assert "| forward-optimized (stage 2) | 1 | 0 | 1 | 0 | - | - |" in text
     assert "Right by SIFT only: a. Right by CoT only: none." in text
     assert diagnostics_markdown({"diagnostics": diagnose([])}) == ""
+
+
+def test_each_prediction_is_graded_alone_beside_cot():
+    unsettled = record(
+        "a",
+        [round_(1, "sticker", STICKER, answers=("26", "13")), round_(2, "forward", STICKER, answers=("13", "26.0"))],
+        sift_right=False,
+        cot_right=False,
+    )
+    settled = record(
+        "b",
+        [round_(1, "sticker", STICKER, answers=("26", "$26"), agreed=True)],
+        sift_right=True,
+        cot_right=True,
+        consensus_round=1,
+    )
+    counts = lone_predictions([unsettled, settled], answers_agree)
+    # Round 1: P_S right on both, P_QS on b only; CoT on b only. The unsettled question's
+    # last-round P_QS (26.0) is right where its CoT fallback was not.
+    assert counts == {
+        "questions": 2,
+        "sticker_only": 2,
+        "query_sticker": 1,
+        "cot": 1,
+        "unsettled": 1,
+        "unsettled_last_query_sticker": 1,
+        "unsettled_cot": 0,
+    }
+    # The comparator is the caller's: graded as strings, "26.0" is not "26".
+    exact = lambda gold, answer: gold == answer  # noqa: E731
+    assert lone_predictions([unsettled], exact)["unsettled_last_query_sticker"] == 0
+    text = diagnostics_markdown(
+        {
+            "diagnostics": diagnose([unsettled, settled]),
+            "exits": {"1": {"questions": 1, "right": 1}, "fallback": {"questions": 1, "right": 0}},
+        }
+    )
+    assert "SIFT's answer right, by where it stopped: stage 1 1 of 1, fallback 0 of 1." in text
+    assert "round 1: sticker only 2 of 2 right, query + sticker 1 (CoT 1)." in text
+    assert "Where no round agreed (1): the last round's query + sticker 1, the CoT fallback 0." in text

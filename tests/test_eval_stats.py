@@ -91,6 +91,13 @@ def test_per_stage_accuracy_exit_shares_and_paired_tests():
     assert columns["stage3"]["accuracy"] == 0.75 and columns["stage3"]["n"] == 4
     assert columns["stage3"]["ci95"] == list(wilson_interval(3, 4))
     assert summary["exit_shares"] == {"1": 0.25, "2": 0.25, "3": 0.25, "fallback": 0.25}
+    # Where each stopped, and whether SIFT's own answer was right there (q3's stage-3 agreement was wrong).
+    assert summary["exits"] == {
+        "1": {"questions": 1, "right": 1},
+        "2": {"questions": 1, "right": 1},
+        "3": {"questions": 1, "right": 0},
+        "fallback": {"questions": 1, "right": 1},
+    }
     assert columns["stage3"]["calls_per_question"] == 7.5  # (3 + 6 + 10 + 11) / 4
     assert columns["stage1"]["tokens_per_question"] == 111.25  # (100 + 115 + 115 + 115) / 4
     assert columns["stage3"]["tokens_per_question"] == 253.75  # (100 + 200 + 350 + 365) / 4

@@ -3,17 +3,21 @@
 Counts a report prints beside the accuracy table, to read where SIFT wins and loses:
 refinements that changed nothing, malformed stickers, stickers with numbers the question
 does not have (invented facts), predictions cut off at the token limit, agreement on a
-wrong answer. Records of earlier versions lack the round details: they count as none.
+wrong answer, and how each prediction would have fared on its own. Records of earlier
+versions lack the round details: they count as none.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from sift_graph.answers import answers_agree
+
 Record = dict[str, Any]
+Grader = Callable[[str | None, str | None], bool]
 _NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?")
 _LIST_MARKER = re.compile(r"^\s*\d+\s*[.)]\s", re.MULTILINE)
 _UNITS = [
@@ -97,6 +101,29 @@ def prediction_diagnostics(records: Sequence[Record]) -> dict[str, int]:
     return dict(counts)
 
 
+def lone_predictions(records: Sequence[Record], right: Grader) -> dict[str, int]:
+    """How each prediction would have fared on its own, graded against the gold answer
+    with `right(gold, answer)`: round 1's sticker-only (P_S) and query + sticker (P_QS)
+    predictions beside CoT; and, on the questions no round settled, the last round's
+    P_QS beside the CoT fallback that answered instead."""
+    counts: Counter[str] = Counter()
+    for record in records:
+        rounds = [detail for detail in record.get("rounds") or [] if "answers" in detail]
+        if not rounds:
+            continue
+        gold, cot_right = record.get("gold"), bool(record["cot"]["correct"])
+        sticker_only, query_sticker = rounds[0]["answers"]
+        counts["questions"] += 1
+        counts["sticker_only"] += right(gold, sticker_only)
+        counts["query_sticker"] += right(gold, query_sticker)
+        counts["cot"] += cot_right
+        if record["sift"]["consensus_round"] is None:
+            counts["unsettled"] += 1
+            counts["unsettled_last_query_sticker"] += right(gold, rounds[-1]["answers"][1])
+            counts["unsettled_cot"] += cot_right
+    return dict(counts)
+
+
 def outcomes(records: Sequence[Record]) -> dict[str, list[str]]:
     """Question ids by how SIFT (its final answer) and CoT fared: where SIFT wins and loses."""
     groups: dict[str, list[str]] = {"sift_only": [], "cot_only": [], "both": [], "neither": []}
@@ -107,10 +134,13 @@ def outcomes(records: Sequence[Record]) -> dict[str, list[str]]:
     return groups
 
 
-def diagnose(records: Sequence[Record]) -> dict[str, Any]:
+def diagnose(records: Sequence[Record], right: Grader = answers_agree) -> dict[str, Any]:
+    """Every count above over the graded records (`right(gold, answer)` grades a lone
+    prediction; the math comparator unless the result set names another)."""
     ok = [record for record in records if record["status"] == "ok"]
     return {
         "stickers": sticker_diagnostics(ok),
         "predictions": prediction_diagnostics(ok),
+        "lone_predictions": lone_predictions(ok, right),
         "outcomes": outcomes(ok),
     }

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sift_graph.answers import answers_agree
+from sift_graph.answers import Comparator, answers_agree
 from sift_graph.evaluation.datasets import Question
 from sift_graph.state import RoleUsage, RoundRecord, counter
 
@@ -57,9 +57,9 @@ def exit_stage(output: Mapping[str, Any]) -> int | None:
     return STAGE_OF_ROUND_KIND[kind]
 
 
-def method_result(answer: str | None, gold: str, cost: Cost, comparator: str) -> dict[str, Any]:
+def method_result(answer: str | None, gold: str, cost: Cost, comparator: Comparator) -> dict[str, Any]:
     """Grade an answer against the gold one, with consensus's own equivalence."""
-    return {"answer": answer, "correct": answers_agree(gold, answer, comparator), **cost}  # type: ignore[arg-type]
+    return {"answer": answer, "correct": answers_agree(gold, answer, comparator), **cost}
 
 
 _COST_KEYS = ("calls", "input_tokens", "output_tokens")
@@ -95,7 +95,7 @@ def saved_calls(*usages: Mapping[str, RoleUsage] | None) -> dict[str, int]:
 
 
 def build_record(
-    question: Question, cot_output: Mapping[str, Any], sift_output: Mapping[str, Any], comparator: str
+    question: Question, cot_output: Mapping[str, Any], sift_output: Mapping[str, Any], comparator: Comparator
 ) -> dict[str, Any]:
     """The stored result of one (question, sample); see `summary` for how it is read."""
     rounds = sift_output.get("rounds") or []

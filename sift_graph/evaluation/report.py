@@ -152,6 +152,33 @@ _DIAGNOSTICS_HEADER = [
 ]  # fmt: skip
 
 
+def exit_lines(exits: dict[str, dict[str, int]]) -> list[str]:
+    """How often SIFT's answer was right at each exit: an agreement's precision."""
+    if not exits:
+        return []
+    cells = [
+        f"{'fallback' if key == FALLBACK else 'stage ' + key} {cell['right']} of {cell['questions']}"
+        for key, cell in exits.items()
+    ]
+    return [f"SIFT's answer right, by where it stopped: {', '.join(cells)}."]
+
+
+def lone_prediction_lines(counts: dict[str, int]) -> list[str]:
+    """Each prediction graded on its own, beside CoT on the same questions."""
+    if not counts.get("questions"):
+        return []
+    line = (
+        f"Each prediction alone, round 1: sticker only {counts.get('sticker_only', 0)} of {counts['questions']} "
+        f"right, query + sticker {counts.get('query_sticker', 0)} (CoT {counts.get('cot', 0)})."
+    )
+    if unsettled := counts.get("unsettled", 0):
+        line += (
+            f" Where no round agreed ({unsettled}): the last round's query + sticker "
+            f"{counts.get('unsettled_last_query_sticker', 0)}, the CoT fallback {counts.get('unsettled_cot', 0)}."
+        )
+    return [line]
+
+
 def diagnostics_markdown(summary: dict[str, Any]) -> str:
     """How the runs went: the stickers per round kind, the predictions, and the
     questions SIFT and CoT each got right alone."""
@@ -180,6 +207,8 @@ def diagnostics_markdown(summary: dict[str, Any]) -> str:
         f"CoT solutions cut off {predictions.get('cot_truncated', 0)}.",
         f"Right by SIFT only: {', '.join(outcomes.get('sift_only') or []) or 'none'}. "
         f"Right by CoT only: {', '.join(outcomes.get('cot_only') or []) or 'none'}.",
+        *exit_lines(summary.get("exits") or {}),
+        *lone_prediction_lines(diagnostics.get("lone_predictions") or {}),
     ]
     return "\n\n".join(["How the runs went:", markdown_table(rows, _DIAGNOSTICS_HEADER), *lines])
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
-from sift_graph.answers import answers_agree
+from sift_graph.answers import Comparator, answers_agree
 from sift_graph.evaluation.diagnostics import diagnose
 from sift_graph.evaluation.records import FALLBACK, STAGES
 from sift_graph.evaluation.stats import discordant_pairs, majority_vote, mcnemar_exact, wilson_interval
@@ -51,13 +52,21 @@ def cost_at(record: Record, stage: int) -> tuple[int, int]:
     return calls, tokens
 
 
-def exit_shares(records: Sequence[Record]) -> dict[str, float]:
-    """Share of questions that stopped with a consensus at each stage, and at the fallback."""
-    counts = {str(stage): 0 for stage in STAGES} | {FALLBACK: 0}
+def exit_counts(records: Sequence[Record]) -> dict[str, dict[str, int]]:
+    """Per exit (a consensus at stage k, or the fallback): the questions that stopped
+    there, and how many of them SIFT answered right (how far an agreement can be trusted)."""
+    counts = {key: {"questions": 0, "right": 0} for key in (*(str(stage) for stage in STAGES), FALLBACK)}
     for record in records:
         exited = record["sift"]["exit_stage"]
-        counts[FALLBACK if exited is None else str(exited)] += 1
-    return {key: (count / len(records) if records else 0.0) for key, count in counts.items()}
+        cell = counts[FALLBACK if exited is None else str(exited)]
+        cell["questions"] += 1
+        cell["right"] += bool(record["sift"]["correct"])
+    return counts
+
+
+def exit_shares(records: Sequence[Record]) -> dict[str, float]:
+    """Share of questions that stopped with a consensus at each stage, and at the fallback."""
+    return {key: (cell["questions"] / len(records) if records else 0.0) for key, cell in exit_counts(records).items()}
 
 
 def accuracy_cell(outcomes: Sequence[bool]) -> dict[str, Any]:
@@ -148,8 +157,9 @@ def total_saved_calls(records: Sequence[Record]) -> dict[str, int]:
     return {kind: sum(int(counts.get(kind, 0)) for counts in saved) for kind in ("reused", "from_cache")}
 
 
-def summarize(records: Sequence[Record], comparator: str = "math") -> dict[str, Any]:
+def summarize(records: Sequence[Record], comparator: Comparator = "math") -> dict[str, Any]:
     """The numbers of one result set (see the module docstring for what each means)."""
+    same = partial(answers_agree, comparator=comparator)
     ok = [record for record in records if record["status"] == "ok"]
     errors = [record for record in records if record["status"] != "ok"]
     runs = by_sample(ok)
@@ -161,9 +171,10 @@ def summarize(records: Sequence[Record], comparator: str = "math") -> dict[str, 
         "errors": len(errors),
         "error_examples": sorted({record["error"] for record in errors})[:3],
         "exit_shares": exit_shares(ok),
+        "exits": exit_counts(ok),
         "wall_seconds": wall_time(records),
         "saved_calls": total_saved_calls(ok),
-        "diagnostics": diagnose(ok),
+        "diagnostics": diagnose(ok, same),
     }
     if samples == 1:
         summary["columns"] = single_run_summary(ok)
@@ -181,5 +192,5 @@ def summarize(records: Sequence[Record], comparator: str = "math") -> dict[str, 
             "tokens_per_question": statistics.fmean(run[column]["tokens_per_question"] for run in per_run.values()),
         }
     summary["columns"] = columns
-    summary["majority"] = majority_summary(ok, samples, lambda a, b: answers_agree(a, b, comparator))  # type: ignore[arg-type]
+    summary["majority"] = majority_summary(ok, samples, same)
     return summary
