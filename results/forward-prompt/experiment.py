@@ -29,6 +29,7 @@ from sift_graph.calls import ModelReply, call_model
 from sift_graph.context import SiftContext
 from sift_graph.evaluation.datasets import load_dataset
 from sift_graph.evaluation.diagnostics import invented_numbers, numbers_in
+from sift_graph.faults import is_unreachable
 from sift_graph.models import resolve_model
 from sift_graph.models.specs import Connection
 from sift_graph.state import Role, Sticker
@@ -94,7 +95,7 @@ def without_foreign_facts(draft_text: str, question: str) -> dict[str, Any]:
     """The check done in code instead of by a prompt: drop every condition of the draft
     that states a number the question does not (no model call)."""
     draft = parse_sticker(draft_text)
-    kept = [fact for fact in draft["conditions"] if not numbers_in(fact) - numbers_in(question)]
+    kept = [fact for fact in draft["conditions"] if not invented_numbers(fact, question)]
     text = render_sticker(kept, draft["question"])
     return {**sticker_facts(parse_sticker(text), question), "unchanged": text == draft["text"]}
 
@@ -203,6 +204,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.first < 100:
         parser.error("--first: test[:100] is the reported set; tune on test[100:] only")
+    if args.count < 1:
+        parser.error(f"--count: expected an integer >= 1, got {args.count}")
 
     _, questions = load_dataset("gsm8k")
     done = {json.loads(line)["id"] for line in RECORDS.read_text().splitlines()} if RECORDS.exists() else set()
@@ -212,7 +215,13 @@ def main() -> None:
         if question.id in done:
             continue
         started = time.perf_counter()
-        record = {"id": question.id, **run_question(model, context, question.question)}
+        try:
+            record = {"id": question.id, **run_question(model, context, question.question)}
+        except Exception as error:
+            if not is_unreachable(error):
+                raise
+            # Every finished question is on disk already: rerun to go on.
+            raise SystemExit(f"error: cannot reach the model server at {args.base_url}: {error}") from None
         record["seconds"] = round(time.perf_counter() - started, 1)
         with RECORDS.open("a") as out:
             out.write(json.dumps(record) + "\n")

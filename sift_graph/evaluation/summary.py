@@ -64,9 +64,15 @@ def exit_counts(records: Sequence[Record]) -> dict[str, dict[str, int]]:
     return counts
 
 
+def shares_of(exits: dict[str, dict[str, int]]) -> dict[str, float]:
+    """Each exit's share of the questions, from `exit_counts`."""
+    total = sum(cell["questions"] for cell in exits.values())
+    return {key: (cell["questions"] / total if total else 0.0) for key, cell in exits.items()}
+
+
 def exit_shares(records: Sequence[Record]) -> dict[str, float]:
     """Share of questions that stopped with a consensus at each stage, and at the fallback."""
-    return {key: (cell["questions"] / len(records) if records else 0.0) for key, cell in exit_counts(records).items()}
+    return shares_of(exit_counts(records))
 
 
 def accuracy_cell(outcomes: Sequence[bool]) -> dict[str, Any]:
@@ -164,14 +170,15 @@ def summarize(records: Sequence[Record], comparator: Comparator = "math") -> dic
     errors = [record for record in records if record["status"] != "ok"]
     runs = by_sample(ok)
     samples = max(runs) + 1 if runs else 1
+    exits = exit_counts(ok)
     summary: dict[str, Any] = {
         "questions": len({record["id"] for record in ok}),
         "samples": samples,
         "graded": len(ok),
         "errors": len(errors),
         "error_examples": sorted({record["error"] for record in errors})[:3],
-        "exit_shares": exit_shares(ok),
-        "exits": exit_counts(ok),
+        "exit_shares": shares_of(exits),
+        "exits": exits,
         "wall_seconds": wall_time(records),
         "saved_calls": total_saved_calls(ok),
         "diagnostics": diagnose(ok, same),
