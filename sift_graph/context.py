@@ -42,7 +42,17 @@ MAX_ROUNDS = 16
 each; its iterative-optimization study gains little after a few. Past this a run is
 almost surely a typo (`--forward-rounds 1000`), and each round costs two full solves."""
 
+DEPLOYMENT = "deployment"
+"""Scope of a setting only the deployment chooses: which model, its server and key, the
+call cache, the local dtype, anything that names a file, a host or code to load, or
+that loads a new client when varied (`request_timeout`). A served path takes these from
+its deployment only, never from a client."""
+RUN = "run"
+"""Scope of a setting a caller may choose per run: decoding, rounds, comparator, seed
+(a served path bounds them, see `sift_graph.deployment`)."""
+
 # Field metadata keys beyond react-agent's "description":
+#   "scope":   DEPLOYMENT or RUN, explicit on every field (a test holds a new one to it);
 #   "flag":    the CLI flag, when it is not `--` + the name with dashes;
 #   "secret":  never stored with a run, never part of a digest, hidden from `repr`;
 #   "results": False for a setting that cannot change an answer (left out of the digest).
@@ -58,50 +68,62 @@ class SiftContext:
     model: BaseChatModel | str | None = field(
         default=DEFAULT_MODEL_SPEC,
         metadata={
+            "scope": DEPLOYMENT,
             "description": "model spec: 'default' (the embedded SmolLM2-135M-Instruct), "
-            "'hf:<folder|file.gguf|hub id>' or 'openai:<model>'; in the library also a LangChain chat model"
+            "'hf:<folder|file.gguf|hub id>' or 'openai:<model>'; in the library also a LangChain chat model",
         },
     )
     forward_rounds: int = field(
-        default=1, metadata={"description": "rounds of forward optimization after the first round (paper: 1)"}
+        default=1,
+        metadata={"scope": RUN, "description": "rounds of forward optimization after the first round (paper: 1)"},
     )
     inverse_rounds: int = field(
-        default=1, metadata={"description": "rounds of inverse generation + forward optimization (paper: 1)"}
+        default=1,
+        metadata={"scope": RUN, "description": "rounds of inverse generation + forward optimization (paper: 1)"},
     )
-    max_tokens: int = field(default=1024, metadata={"description": "new-token limit of every model call"})
-    temperature: float = field(default=0.0, metadata={"description": "sampling temperature; 0 is greedy decoding"})
+    max_tokens: int = field(default=1024, metadata={"scope": RUN, "description": "new-token limit of every model call"})
+    temperature: float = field(
+        default=0.0, metadata={"scope": RUN, "description": "sampling temperature; 0 is greedy decoding"}
+    )
     top_p: float | None = field(
-        default=None, metadata={"description": "nucleus sampling mass, used only when temperature > 0"}
+        default=None, metadata={"scope": RUN, "description": "nucleus sampling mass, used only when temperature > 0"}
     )
     seed: int | None = field(
         default=None,
         metadata={
+            "scope": RUN,
             "description": "random seed of sampled calls (temperature > 0; sent to servers that accept "
-            "'seed'); sift eval gives sample k the seed SEED + k"
+            "'seed'); sift eval gives sample k the seed SEED + k",
         },
     )
     comparator: Comparator = field(
         default="math",
         metadata={
+            "scope": RUN,
             "description": "answer equivalence for consensus (and grading in eval): 'math' (math-verify) "
-            "or 'string' (the paper's reference string comparison)"
+            "or 'string' (the paper's reference string comparison)",
         },
     )
     dtype: Dtype = field(
         default="auto",
         metadata={
+            "scope": DEPLOYMENT,
             "description": "weights of a local model: 'auto' (bf16 on GPUs and on CPUs with native bf16, "
-            "AVX512-BF16 or AMX; fp32 elsewhere), 'bfloat16' or 'float32' (changes greedy outputs slightly)"
+            "AVX512-BF16 or AMX; fp32 elsewhere), 'bfloat16' or 'float32' (changes greedy outputs slightly)",
         },
     )
     base_url: str | None = field(
         default=None,
-        metadata={"description": "the OpenAI-compatible server of an openai: spec (else $OPENAI_BASE_URL)"},
+        metadata={
+            "scope": DEPLOYMENT,
+            "description": "the OpenAI-compatible server of an openai: spec (else $OPENAI_BASE_URL)",
+        },
     )
     api_key: str | None = field(
         default=None,
         repr=False,
         metadata={
+            "scope": DEPLOYMENT,
             "description": "its API key (else $OPENAI_API_KEY; prefer the variable: flags show in ps)",
             "secret": True,
         },
@@ -109,6 +131,7 @@ class SiftContext:
     cache: str | SkipJsonSchema[BaseCache] = field(
         default="run",
         metadata={
+            "scope": DEPLOYMENT,
             "description": "call cache: 'run' (an identical call within a run is made once), 'off', or a "
             "SQLite file that also keeps calls across runs and processes (sift eval's default: "
             ".sift/cache.sqlite beside the checkpoints); in the library also any LangChain BaseCache",
@@ -118,6 +141,7 @@ class SiftContext:
     request_timeout: float = field(
         default=120.0,
         metadata={
+            "scope": DEPLOYMENT,
             "description": "seconds one model request may take before it counts as failed",
             "flag": "--timeout",
             "results": False,
@@ -145,6 +169,8 @@ class SiftContext:
             raise ValueError(f"top_p: expected a number in (0, 1] or None, got {self.top_p!r}")
         if not _is_number(self.request_timeout) or self.request_timeout <= 0:
             raise ValueError(f"request_timeout: expected a number of seconds > 0, got {self.request_timeout!r}")
+        if self.api_key is not None and not (isinstance(self.api_key, str) and self.api_key):
+            raise ValueError(f"api_key: expected a non-empty string or None, got {type(self.api_key).__name__}")
         if self.base_url is not None and not (
             isinstance(self.base_url, str) and self.base_url.startswith(("http://", "https://"))
         ):
@@ -232,6 +258,8 @@ class SettingSpec:
     choices: tuple[str, ...] | None
     secret: bool
     changes_results: bool
+    deployment: bool
+    """Whether only the deployment chooses it (scope DEPLOYMENT): a served path refuses it from a client."""
 
 
 def _value_type(hint: Any) -> tuple[type, tuple[str, ...] | None]:
@@ -265,9 +293,22 @@ def setting_specs(context_class: type[SiftContext] = SiftContext) -> tuple[Setti
                 choices=choices,
                 secret=bool(item.metadata.get("secret", False)),
                 changes_results=bool(item.metadata.get("results", True)),
+                deployment=_scope(item) == DEPLOYMENT,
             )
         )
     return tuple(specs)
+
+
+def _scope(item: dataclasses.Field[Any]) -> str:
+    scope = item.metadata.get("scope")
+    if scope not in (DEPLOYMENT, RUN):
+        raise TypeError(f"{item.name}: a SiftContext field declares its scope: 'deployment' or 'run', got {scope!r}")
+    return str(scope)
+
+
+def run_settings(context: SiftContext) -> dict[str, Any]:
+    """The run-scope settings of `context` (what a client may send a server), by name."""
+    return {spec.name: getattr(context, spec.name) for spec in setting_specs(type(context)) if not spec.deployment}
 
 
 def context_of(runtime: Runtime[Any]) -> SiftContext:

@@ -108,7 +108,7 @@ class OpenAIRoutes:
     async def chat_completions(self, request: Request) -> Response:
         try:
             chat = parse_chat_request(await _json_body(request))
-            context = context_for(self.service.settings.context, chat.decoding)
+            context = context_for(self.service.settings.deployment, chat.decoding)
             run = self.service.start(chat.question, context)
         except Exception as exc:  # bad input (400, 404), no free slot (429), or a bug (500)
             return self._error_response(exc)
