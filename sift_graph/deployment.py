@@ -13,7 +13,8 @@ The environment (`deployment_from_env`):
 - `OPENAI_API_KEY`, and `OPENAI_BASE_URL` when `SIFT_BASE_URL` is unset (read by the
   `openai:` loader);
 - `SIFT_MAX_TOKENS_LIMIT` (default 4096) and `SIFT_MAX_ROUNDS_LIMIT` (default 4): the
-  largest `max_tokens` and forward/inverse rounds a client may ask for.
+  largest `max_tokens` and forward/inverse rounds a client may ask for (a default
+  above a limit comes down to it; a value set above it is an error).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ MAX_ROUNDS_LIMIT_ENV = "SIFT_MAX_ROUNDS_LIMIT"
 DEFAULT_MAX_TOKENS_LIMIT = 4096
 DEFAULT_MAX_ROUNDS_LIMIT = 4
 ROUND_SETTINGS = ("forward_rounds", "inverse_rounds")
+DEPLOYMENT_SETTINGS = frozenset(spec.name for spec in setting_specs() if spec.deployment)
+"""SiftContext's deployment settings, by name: never a client's."""
 
 
 def env_name(setting: str) -> str:
@@ -188,4 +191,9 @@ def deployment_from_env(environ: Mapping[str, str] | None = None) -> Deployment:
         bounds = RunLimits(**limits)
     except ValueError as exc:
         raise ValueError(f"{MAX_TOKENS_LIMIT_ENV} / {MAX_ROUNDS_LIMIT_ENV}: {exc}") from None
+    # A default over a lowered limit comes down to it; a value the operator set does not.
+    defaults = SiftContext()
+    given.setdefault("max_tokens", min(defaults.max_tokens, bounds.max_tokens))
+    for name in ROUND_SETTINGS:
+        given.setdefault(name, min(getattr(defaults, name), bounds.max_rounds))
     return Deployment(context=SiftContext(**given), limits=bounds)

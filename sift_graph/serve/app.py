@@ -30,6 +30,7 @@ from starlette.routing import Route
 
 from sift_graph.narration import format_event
 from sift_graph.serve.errors import ApiError, api_error_for, bad_request
+from sift_graph.serve.guard import DeploymentSettingsGuard
 from sift_graph.serve.payloads import (
     DONE,
     Stamp,
@@ -175,5 +176,8 @@ def create_app(service: SiftService) -> Starlette:
 
 
 def app_from_env() -> Starlette:
-    """The app configured from the environment: the LangGraph server's custom HTTP app."""
-    return create_app(SiftService(settings_from_env()))
+    """The app configured from the environment: the LangGraph server's custom HTTP app.
+    Its middleware guards the server's own routes too (see `guard`)."""
+    app = create_app(SiftService(settings_from_env()))
+    app.add_middleware(DeploymentSettingsGuard)
+    return app

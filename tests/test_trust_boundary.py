@@ -1,0 +1,171 @@
+"""The trust boundary of every served path (issue 21): a client chooses its run settings
+(decoding, rounds) within the deployment's bounds; the model, its server, key, cache and
+dtype are the deployment's, and a client that names one is refused, naming the field,
+with nothing sent anywhere. And a long-running server's memory is bounded."""
+
+from __future__ import annotations
+
+import json
+
+import openai
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from sift_graph import SiftContext
+from sift_graph.deployment import Deployment, RunLimits, deployment_from_env
+from sift_graph.serve import ServeSettings, SiftService, create_app
+from sift_graph.serve.guard import DeploymentSettingsGuard
+from sift_graph.testing import QUESTION, ScriptedChatModel, script_for
+
+from fault_server import FaultServer
+from helpers import flatten, serving
+
+AGREE = script_for(["5"], ["5"])
+MESSAGES = [{"role": "user", "content": QUESTION}]
+DEPLOYMENT_BODY_FIELDS = ["base_url", "api_key", "cache", "dtype", "request_timeout"]
+
+
+@pytest.fixture
+def listener():
+    """A loopback server of the test's own: a client would like the server to call it."""
+    server = FaultServer(flatten(AGREE)).start()
+    yield server
+    server.stop()
+
+
+# --- the deployment and its bounds -------------------------------------------------
+
+
+def test_the_environment_gives_the_deployment_and_its_bounds():
+    deployment = deployment_from_env(
+        {"SIFT_MODEL": "openai:m", "SIFT_BASE_URL": "http://10.0.0.1/v1", "SIFT_MAX_TOKENS_LIMIT": "512"}
+    )
+    assert (deployment.context.model, deployment.context.base_url) == ("openai:m", "http://10.0.0.1/v1")
+    assert deployment.limits == RunLimits(max_tokens=512)
+    assert deployment.context.max_tokens == 512  # the default (1024) comes down to the limit
+    with pytest.raises(ValueError, match="SIFT_MAX_TOKENS_LIMIT"):
+        deployment_from_env({"SIFT_MAX_TOKENS_LIMIT": "lots"})
+
+
+@pytest.mark.parametrize("name", ["model", "dtype", "base_url", "api_key", "cache", "request_timeout"])
+def test_a_deployment_setting_from_a_client_is_refused_naming_it(name):
+    with pytest.raises(ValueError, match=f"^{name}: a deployment setting") as raised:
+        Deployment().served_context({"max_tokens": 8, name: "x"})
+    assert "forward_rounds" in str(raised.value)  # it says what a client may set
+
+
+def test_run_settings_are_taken_within_bounds():
+    deployment = Deployment(
+        context=SiftContext(model="openai:m", max_tokens=32), limits=RunLimits(max_tokens=64, max_rounds=2)
+    )
+    context = deployment.served_context({"max_tokens": 64, "temperature": 0.5, "forward_rounds": 2})
+    assert (context.model, context.max_tokens, context.temperature) == ("openai:m", 64, 0.5)
+    for over, message in (({"max_tokens": 65}, "^max_tokens: "), ({"forward_rounds": 3}, "^forward_rounds: ")):
+        with pytest.raises(ValueError, match=message):
+            deployment.served_context(over)
+    with pytest.raises(ValueError, match=r"^beam: not a SIFT run setting"):
+        deployment.served_context({"beam": 2})
+
+
+def test_the_served_schema_has_only_the_run_settings():
+    properties = Deployment().context_schema.__dataclass_fields__
+    assert set(properties) == {
+        "forward_rounds", "inverse_rounds", "max_tokens", "temperature", "top_p", "seed", "comparator",
+    }  # fmt: skip
+
+
+# --- the HTTP app (sift serve's routes) --------------------------------------------
+
+
+@pytest.fixture
+def served(listener):
+    """`sift serve`'s app in process: the deployment's model is the scripted fake."""
+    model = ScriptedChatModel(script=AGREE)
+    settings = ServeSettings(
+        context=SiftContext(model=model, max_tokens=128), checkpoints="memory", limits=RunLimits(max_tokens=256)
+    )
+    with serving(create_app(SiftService(settings))) as url:
+        yield url, model
+
+
+@pytest.mark.parametrize("name", DEPLOYMENT_BODY_FIELDS)
+def test_a_body_naming_a_deployment_setting_is_400_and_nothing_is_sent(served, listener, name):
+    url, model = served
+    value = listener.base_url if name == "base_url" else "x"
+    client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.chat.completions.create(model="sift", messages=MESSAGES, extra_body={name: value})
+    error = raised.value.body
+    assert error["param"] == name and error["message"].startswith(f"{name}: a deployment setting")
+    assert listener.requests == [] and model.calls == []
+
+
+def test_max_tokens_over_the_limit_is_400_and_decoding_answers_through_the_deployment(served):
+    url, model = served
+    client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
+    with pytest.raises(openai.BadRequestError, match="max_tokens: this deployment allows at most 256"):
+        client.chat.completions.create(model="sift", messages=MESSAGES, max_tokens=257)
+    assert model.calls == []
+    completion = client.chat.completions.create(model="sift", messages=MESSAGES, max_tokens=200, temperature=0.3)
+    assert completion.sift["answer"] == "5"
+    assert {(call.kwargs["max_tokens"], call.kwargs["temperature"]) for call in model.calls} == {(200, 0.3)}
+
+
+# --- the guard on the LangGraph server's own routes --------------------------------
+
+
+async def echo(request: Request) -> JSONResponse:
+    return JSONResponse({"received": json.loads(await request.body())})
+
+
+@pytest.fixture
+def guarded():
+    app = Starlette(routes=[Route("/{path:path}", echo, methods=["POST", "PATCH"])])
+    app.add_middleware(DeploymentSettingsGuard)
+    return TestClient(app)
+
+
+@pytest.mark.parametrize("name", ["base_url", "api_key", "cache", "model", "dtype"])
+@pytest.mark.parametrize("where", ["context", "configurable", "batch"])
+def test_the_guard_refuses_a_deployment_setting_in_a_run_or_an_assistant(guarded, name, where):
+    settings = {"max_tokens": 9, name: "http://127.0.0.1:9/v1"}
+    body = {
+        "context": {"assistant_id": "sift", "context": settings},
+        "configurable": {"config": {"configurable": settings}},
+        "batch": [{"input": {}}, {"context": settings}],
+    }[where]
+    response = guarded.post("/threads/t/runs/wait", json=body)
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == name
+    assert response.json()["error"]["message"].startswith(f"{name}: a deployment setting")
+    assert guarded.patch("/assistants/a", json={"context": settings}).status_code == 400
+
+
+def test_the_guard_passes_run_settings_on_untouched(guarded):
+    body = {"assistant_id": "sift", "context": {"max_tokens": 9, "temperature": 0.2}, "config": {"configurable": {}}}
+    response = guarded.post("/runs/wait", json=body)
+    assert response.status_code == 200 and response.json() == {"received": body}
+
+
+# --- bounded memory ----------------------------------------------------------------
+
+
+def test_memory_checkpoints_keep_their_thread_count_at_the_bound(monkeypatch):
+    monkeypatch.setattr("sift_graph.serve.store.MEMORY_THREADS", 50)
+    model = ScriptedChatModel(script=AGREE)
+    service = SiftService(ServeSettings(context=SiftContext(model=model), checkpoints="memory"))
+    with TestClient(create_app(service)) as client:
+        threads = []
+        for _ in range(2000):
+            response = client.post("/v1/chat/completions", json={"model": "sift", "messages": MESSAGES})
+            assert response.status_code == 200
+            threads.append(response.headers["x-sift-thread-id"])
+        saver = service.checkpointer
+        assert saver is not None and len(saver.storage) == 50
+        assert set(saver.storage) == set(threads[-50:])  # the most recent are kept
+        assert {key[0] for key in saver.writes} <= set(threads[-50:])
+        assert {key[0] for key in saver.blobs} <= set(threads[-50:])
