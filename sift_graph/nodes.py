@@ -8,6 +8,7 @@ model gets truly concurrent requests). Every node streams its step's stage event
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -104,7 +105,9 @@ class ModelNode(Runnable[SiftState, dict[str, Any]]):
         reply = self.step.reuse(state)
         if reply is None:
             model = await aresolve_model(context.model, context.connection, context.load_options)
-            cache = call_cache(state, context)
+            # A file store opens (mkdir, connect) in a worker thread, off the event loop.
+            opens_a_file = isinstance(context.cache, str) and context.cache not in ("run", "off")
+            cache = await asyncio.to_thread(call_cache, state, context) if opens_a_file else call_cache(state, context)
             reply = await acall_model(model, self.step.role, self.step.prompt(state), context, config, cache)
         return self._finish(state, reply, runtime)
 

@@ -17,12 +17,13 @@ from starlette.testclient import TestClient
 
 from sift_graph import SiftContext
 from sift_graph.deployment import Deployment, RunLimits, deployment_from_env
+from sift_graph.models.specs import Connection, LoadOptions
 from sift_graph.serve import ServeSettings, SiftService, create_app
 from sift_graph.serve.guard import DeploymentSettingsGuard
 from sift_graph.testing import QUESTION, ScriptedChatModel, script_for
 
 from fault_server import FaultServer
-from helpers import flatten, serving
+from helpers import flatten, scripted_spec, serving
 
 AGREE = script_for(["5"], ["5"])
 MESSAGES = [{"role": "user", "content": QUESTION}]
@@ -169,3 +170,49 @@ def test_memory_checkpoints_keep_their_thread_count_at_the_bound(monkeypatch):
         assert set(saver.storage) == set(threads[-50:])  # the most recent are kept
         assert {key[0] for key in saver.writes} <= set(threads[-50:])
         assert {key[0] for key in saver.blobs} <= set(threads[-50:])
+
+
+def test_loaded_models_are_bounded_whatever_a_caller_varies(tmp_path):
+    from sift_graph.models import specs
+
+    spec = scripted_spec(tmp_path, "model", AGREE)
+    first = specs.resolve_model(spec, Connection(timeout=1.0))
+    for timeout in range(2, 40):
+        specs.resolve_model(spec, Connection(timeout=float(timeout)), LoadOptions(dtype="float32"))
+        specs.resolve_model("openai:m", Connection(base_url="http://127.0.0.1:9/v1", timeout=float(timeout)))
+    assert len(specs._loaded) == specs.LOADED_MODELS_KEPT
+    again = specs.resolve_model(spec, LoadOptions(dtype="float32"))
+    assert again is specs.resolve_model(spec, LoadOptions(dtype="float32"))  # still one load per key
+    assert first is not None
+
+
+def test_open_call_stores_are_bounded(tmp_path):
+    from sift_graph import cache
+
+    stores = [cache.call_store(str(tmp_path / f"calls-{index}.sqlite")) for index in range(cache.OPEN_STORES_KEPT + 5)]
+    assert len(cache._STORES) <= cache.OPEN_STORES_KEPT
+    assert cache.call_store(str(tmp_path / f"calls-{cache.OPEN_STORES_KEPT + 4}.sqlite")) is stores[-1]
+
+
+async def test_a_file_cache_does_no_sqlite_io_on_the_event_loop(tmp_path, monkeypatch):
+    """L8: under `ainvoke`, the file store opens and reads in worker threads."""
+    import threading
+
+    from sift_graph import build_sift_graph
+    from sift_graph.cache import SqliteCallCache
+
+    loop_thread = threading.get_ident()
+    on_loop = []
+    for name in ("__init__", "lookup", "update"):
+        original = getattr(SqliteCallCache, name)
+
+        def spy(self, *args, _original=original, _name=name, **kwargs):
+            if threading.get_ident() == loop_thread:
+                on_loop.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(SqliteCallCache, name, spy)
+    model = ScriptedChatModel(script=AGREE)
+    context = SiftContext(model=model, cache=str(tmp_path / "calls.sqlite"))
+    result = await build_sift_graph().compile().ainvoke({"question": QUESTION}, context=context)
+    assert result["answer"] == "5" and on_loop == []
