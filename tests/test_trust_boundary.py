@@ -23,7 +23,7 @@ from sift_graph.serve.guard import DeploymentSettingsGuard
 from sift_graph.testing import QUESTION, ScriptedChatModel, script_for
 
 from fault_server import FaultServer
-from helpers import flatten, scripted_spec, serving
+from helpers import flatten, scripted_spec, serving, sift_serve
 
 AGREE = script_for(["5"], ["5"])
 MESSAGES = [{"role": "user", "content": QUESTION}]
@@ -216,3 +216,20 @@ async def test_a_file_cache_does_no_sqlite_io_on_the_event_loop(tmp_path, monkey
     context = SiftContext(model=model, cache=str(tmp_path / "calls.sqlite"))
     result = await build_sift_graph().compile().ainvoke({"question": QUESTION}, context=context)
     assert result["answer"] == "5" and on_loop == []
+
+
+@pytest.mark.slow  # a real `sift serve` process
+def test_sift_serve_refuses_deployment_settings_and_caps_max_tokens(tmp_path, listener):
+    spec = scripted_spec(tmp_path, "model", AGREE)
+    args = ("--model", spec, "--checkpoints", "memory", "--max-tokens", "64", "--max-tokens-limit", "128")
+    with sift_serve(*args, log=tmp_path / "serve.log") as (url, _):
+        client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
+        for name in DEPLOYMENT_BODY_FIELDS:
+            with pytest.raises(openai.BadRequestError) as raised:
+                client.chat.completions.create(model="sift", messages=MESSAGES, extra_body={name: listener.base_url})
+            assert raised.value.body["param"] == name
+        with pytest.raises(openai.BadRequestError, match="at most 128"):
+            client.chat.completions.create(model="sift", messages=MESSAGES, max_tokens=129)
+        completion = client.chat.completions.create(model="sift", messages=MESSAGES, max_tokens=128, temperature=0.2)
+        assert completion.sift["answer"] == "5"
+    assert listener.requests == []
