@@ -21,8 +21,18 @@ from typing import Any
 import pytest
 from langgraph.types import RetryPolicy
 
+from sift_graph.evaluation.datasets import Question
+from sift_graph.evaluation.results import EvalConfig
 from sift_graph.faults import is_transient_fault
-from sift_graph.testing import ScriptedChatModel, script_for
+from sift_graph.testing import (
+    FORWARD_STICKER,
+    INVERSE_STICKER,
+    REFINED_STICKER,
+    STICKER,
+    ScriptedChatModel,
+    boxed,
+    script_for,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -188,3 +198,65 @@ def sift_serve(*args: str, log: os.PathLike[str], env: dict[str, str] | None = N
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+TOY_QUESTIONS = [
+    Question("q1", "Ann has 5 pears. How many pears?", "5"),
+    Question("q2", "Bo has 7 figs. How many figs?", "7"),
+    Question("q3", "Cy has 2 plums. How many plums?", "2"),
+]
+
+
+def staged_model(**kwargs: Any) -> ScriptedChatModel:
+    """Run one question at a time, q1 agrees in round 1, q2 in round 2, q3 never (fallback).
+
+    Replies are consumed in call order per role: CoT answers 4 (wrong), 7, 2, and q3's
+    fallback reuses its CoT answer. Each forward optimization returns a new sticker.
+    """
+    return ScriptedChatModel(
+        script={
+            "sticker": STICKER,
+            "forward": [FORWARD_STICKER, REFINED_STICKER, FORWARD_STICKER],
+            "inverse": INVERSE_STICKER,
+            "predict_sticker": [boxed(a) for a in ["5", "4", "7", "1", "2", "3"]],
+            "predict_query_sticker": [boxed(a) for a in ["5", "3", "7", "9", "8", "6"]],
+            "direct": [boxed(a) for a in ["4", "7", "2", "2"]],
+        },
+        **kwargs,
+    )
+
+
+def toy_config(**overrides: Any) -> EvalConfig:
+    """The config of a toy result set (a scripted model; prompts named \"p\")."""
+    settings = dict(
+        model="scripted",
+        base_url=None,
+        max_tokens=64,
+        temperature=0.0,
+        top_p=None,
+        forward_rounds=1,
+        inverse_rounds=1,
+        comparator="math",
+    )
+    return EvalConfig(settings=settings | overrides, prompts="p")
+
+
+def rival_model() -> ScriptedChatModel:
+    """Another method on the toy questions: SIFT always agrees on 5 (right for q1 only),
+    CoT always answers 7 (right for q2 only)."""
+    return ScriptedChatModel(script={**script_for(["5"], ["5"]), "direct": boxed("7")})
+
+
+async def write_toy_result_sets(folder: Path) -> tuple[str, str]:
+    """Two result sets of the toy questions in `folder` (the staged model's, then the
+    rival's); their ids, as `sift view` names them (`<dataset>-<digest>`)."""
+    from sift_graph.context import SiftContext
+    from sift_graph.evaluation.results import ResultStore
+    from sift_graph.evaluation.runner import run_eval
+
+    ids = []
+    for model, max_tokens in ((staged_model(), 64), (rival_model(), 65)):
+        store = ResultStore(folder, "toy", toy_config(max_tokens=max_tokens))
+        await run_eval(TOY_QUESTIONS, store=store, context=SiftContext(model=model), concurrency=1, progress=None)
+        ids.append(store.path.stem)
+    return ids[0], ids[1]

@@ -9,57 +9,24 @@ from langchain_core.outputs import ChatResult
 from sift_graph.context import SiftContext
 from sift_graph.evaluation.datasets import Question
 from sift_graph.evaluation.records import usage_by_stage
-from sift_graph.evaluation.results import EvalConfig, ResultStore, load_result_sets, read_records
+from sift_graph.evaluation.results import ResultStore, load_result_sets, read_records
 from sift_graph.evaluation.runner import run_eval
 from sift_graph.evaluation.summary import summarize
 from sift_graph.testing import (
     EXIT_SCRIPTS,
     FORWARD_STICKER,
     INVERSE_STICKER,
-    REFINED_STICKER,
     STICKER,
     ScriptedChatModel,
     boxed,
 )
 
-QUESTIONS = [
-    Question("q1", "Ann has 5 pears. How many pears?", "5"),
-    Question("q2", "Bo has 7 figs. How many figs?", "7"),
-    Question("q3", "Cy has 2 plums. How many plums?", "2"),
-]
+from helpers import TOY_QUESTIONS, staged_model, toy_config
 
-
-def staged_model(**kwargs) -> ScriptedChatModel:
-    """Run one question at a time, q1 agrees in round 1, q2 in round 2, q3 never (fallback).
-
-    Replies are consumed in call order per role: CoT answers 4 (wrong), 7, 2, and q3's
-    fallback reuses its CoT answer. Each forward optimization returns a new sticker.
-    """
-    return ScriptedChatModel(
-        script={
-            "sticker": STICKER,
-            "forward": [FORWARD_STICKER, REFINED_STICKER, FORWARD_STICKER],
-            "inverse": INVERSE_STICKER,
-            "predict_sticker": [boxed(a) for a in ["5", "4", "7", "1", "2", "3"]],
-            "predict_query_sticker": [boxed(a) for a in ["5", "3", "7", "9", "8", "6"]],
-            "direct": [boxed(a) for a in ["4", "7", "2", "2"]],
-        },
-        **kwargs,
-    )
-
-
-def config(**overrides) -> EvalConfig:
-    settings = dict(
-        model="scripted",
-        base_url=None,
-        max_tokens=64,
-        temperature=0.0,
-        top_p=None,
-        forward_rounds=1,
-        inverse_rounds=1,
-        comparator="math",
-    )
-    return EvalConfig(settings=settings | overrides, prompts="p")
+# The toy questions, the staged model and the config live in helpers: the viewer's tests
+# draw pages from the same result sets.
+QUESTIONS = TOY_QUESTIONS
+config = toy_config
 
 
 async def test_records_carry_grades_exit_stages_and_stage_costs(tmp_path):

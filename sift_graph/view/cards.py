@@ -20,6 +20,7 @@ ROUND_KIND_LABELS = {
 }
 PREDICTION_LABELS = ("sticker only (P_S)", "query + sticker (P_QS)")
 _WORDS = re.compile(r"\s+|[^\s]+")
+_LIST_MARKER = re.compile(r"\d+[.)]")
 
 Piece = dict[str, Any]
 """One word or run of spaces: {"text", "change": "same" | "added" | "removed", "invented": bool}."""
@@ -30,35 +31,41 @@ def words_of(text: str) -> list[str]:
     return _WORDS.findall(text)
 
 
+def states_one_of(word: str, numbers: set[str] | frozenset[str]) -> bool:
+    return bool(numbers and not word.isspace() and numbers_in(word) & numbers)
+
+
+def is_list_marker(words: Sequence[str], index: int) -> bool:
+    """A condition's number ("3.") at the start of a line: not a fact it states."""
+    starts_line = index == 0 or "\n" in words[index - 1]
+    return starts_line and _LIST_MARKER.fullmatch(words[index]) is not None
+
+
 def word_diff(before: str | None, after: str, invented: set[str] | frozenset[str] = frozenset()) -> list[Piece]:
     """`after` against `before` word by word: each piece same, added or removed (no
     `before`: all of `after`, unchanged); a word stating one of `invented` is marked."""
 
-    def pieces(words: Sequence[str], change: str) -> list[Piece]:
+    def pieces(words: Sequence[str], start: int, end: int, change: str) -> list[Piece]:
         return [
             {
-                "text": word,
+                "text": words[i],
                 "change": change,
-                "invented": bool(invented and not word.isspace() and numbers_in(word) & invented),
+                "invented": change != "removed" and states_one_of(words[i], invented) and not is_list_marker(words, i),
             }
-            for word in words
+            for i in range(start, end)
         ]
 
     new = words_of(after)
     if before is None:
-        return pieces(new, "same")
+        return pieces(new, 0, len(new), "same")
     old = words_of(before)
     diffed: list[Piece] = []
-    for op, old_start, old_end, new_start, new_end in difflib.SequenceMatcher(
-        a=old, b=new, autojunk=False
-    ).get_opcodes():
-        if op == "equal":
-            diffed += pieces(new[new_start:new_end], "same")
-            continue
+    matcher = difflib.SequenceMatcher(a=old, b=new, autojunk=False)
+    for op, old_start, old_end, new_start, new_end in matcher.get_opcodes():
         if op in ("delete", "replace"):
-            diffed += pieces(old[old_start:old_end], "removed")
-        if op in ("insert", "replace"):
-            diffed += pieces(new[new_start:new_end], "added")
+            diffed += pieces(old, old_start, old_end, "removed")
+        if op in ("insert", "replace", "equal"):
+            diffed += pieces(new, new_start, new_end, "same" if op == "equal" else "added")
     return diffed
 
 
