@@ -242,9 +242,19 @@ def toy_config(**overrides: Any) -> EvalConfig:
 
 
 def rival_model() -> ScriptedChatModel:
-    """Another method on the toy questions: SIFT always agrees on 5 (right for q1 only),
-    CoT always answers 7 (right for q2 only)."""
-    return ScriptedChatModel(script={**script_for(["5"], ["5"]), "direct": boxed("7")})
+    """Another method on the toy questions: each question disagrees in round 1 and agrees
+    on 7 in round 2 (right for q2 only, after forward optimization); CoT always answers
+    5 (right for q1 only)."""
+    return ScriptedChatModel(
+        script={
+            "sticker": STICKER,
+            "forward": [FORWARD_STICKER, REFINED_STICKER, FORWARD_STICKER],
+            "inverse": INVERSE_STICKER,
+            "predict_sticker": [boxed(a) for a in ["4", "7"] * 3],
+            "predict_query_sticker": [boxed(a) for a in ["3", "7"] * 3],
+            "direct": boxed("5"),
+        }
+    )
 
 
 async def write_toy_result_sets(folder: Path) -> tuple[str, str]:

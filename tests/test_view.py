@@ -100,13 +100,14 @@ def test_flags_follow_what_the_report_counts():
 def test_compare_pairs_questions_counts_and_tests_them(toy_sets):
     _, first, second, records = toy_sets
     sift = compare_records(records[first], records[second], "sift")
-    # staged: q1 5 right, q2 7 right, q3 (fallback to CoT 2) right; rival: 5 everywhere
+    # staged: q1 5 right, q2 7 right, q3 (fallback to CoT 2) right; rival: 7 everywhere (q2 right)
     assert sift["counts"] == {"both": 1, "first_only": 2, "second_only": 0, "neither": 0}
     assert sift["p_value"] == mcnemar_exact(2, 0)
-    assert [row["key"] for row in sift["rows"] if row["differ"]] == ["q2", "q3"]
+    assert [row["key"] for row in sift["rows"] if row["differ"]] == ["q1", "q3"]
     cot = compare_records(records[first], records[second], "cot")
-    # staged CoT: 4, 7, 2 (q1 wrong); rival CoT: 7 everywhere (q2 right)
-    assert cot["counts"] == {"both": 1, "first_only": 1, "second_only": 0, "neither": 1}
+    # staged CoT: 4, 7, 2 (q2 and q3 right); rival CoT: 5 everywhere (q1 right)
+    assert cot["counts"] == {"both": 0, "first_only": 2, "second_only": 1, "neither": 0}
+    assert cot["p_value"] == mcnemar_exact(2, 1)
 
 
 @pytest.fixture
