@@ -4,6 +4,7 @@ result sets made with the scripted model; bad input at the command line."""
 from __future__ import annotations
 
 import copy
+import re
 import sqlite3
 
 import pytest
@@ -179,6 +180,7 @@ async def test_runs_of_a_checkpoint_store_read_only(tmp_path):
         assert "finished: 9 (fallback)" in run and "Round 3" in run and "data-poll" not in run
         history = client.get("/runs/run-1/history").text
         assert "generate_sticker" in history and "direct_answer" in history
+        assert re.search(r'<td class="num">\d+\.\d\d s</td>', history)  # how long each step took
         assert client.get("/runs/run-2").status_code == 404
         assert client.get("/runs/run%20one").status_code == 400
     assert path.read_bytes() == before  # read-only
@@ -194,6 +196,7 @@ def test_sift_serve_shows_its_own_runs_under_view():
         )
         thread_id = reply.headers["x-sift-thread-id"]
         assert f'href="/view/runs/{thread_id}"' in client.get("/view/runs").text
+        assert f'href="/view/runs/{thread_id}"' in client.get("/view/").text  # its runs are all it shows
         assert "Round 3" in client.get(f"/view/runs/{thread_id}").text
         assert client.get("/view/sets/anything").status_code == 404  # no files a client could name
 

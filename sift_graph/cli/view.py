@@ -73,7 +73,10 @@ async def view(folders: list[Path], setting: str | None, host: str, port: int) -
                 saver = await stack.enter_async_context(open_run_store(setting))
             except RunStoreUnavailable as exc:
                 raise UsageError(str(exc)) from exc
-        app = create_view_app(ResultSources(folders) if folders else None, (lambda: saver) if saver else None)
+        results = ResultSources(folders) if folders else None
+        for problem in results.warm() if results else []:
+            print(f"sift view: {problem} (shown on its page)", file=sys.stderr, flush=True)
+        app = create_view_app(results, (lambda: saver) if saver else None)
         config = uvicorn.Config(app, host=host, port=port, lifespan="off", log_level="warning")
         shown = [str(folder) for folder in folders] + (
             [f"checkpoints {describe_checkpoints(setting)}"] if setting else []

@@ -110,6 +110,8 @@ class ViewPages:
         return str(thread_id)
 
     async def index(self, request: Request) -> Response:
+        if self.results is None and self.saver is not None:
+            return await self.thread_list(request)  # a server's own runs: all there is
         sets, problems = [], []
         for set_id in self.results.descriptions() if self.results else {}:
             try:

@@ -13,6 +13,8 @@ import json
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -176,7 +178,17 @@ async def history(graph: Pregel[Any, Any, Any, Any], thread_id: str) -> list[dic
     with reading(f"the history of thread {thread_id!r}"):
         async for snapshot in graph.aget_state_history(_config(thread_id), limit=MAX_HISTORY):
             steps.append(history_step(snapshot))
-    return steps[::-1]
+    steps.reverse()
+    for earlier, later in pairwise(steps):
+        later["seconds"] = seconds_between(earlier["created_at"], later["created_at"])
+    return steps
+
+
+def seconds_between(earlier: str | None, later: str | None) -> float | None:
+    """Seconds from one checkpoint's time stamp to the next's: how long the step took."""
+    if not earlier or not later:
+        return None
+    return (datetime.fromisoformat(later) - datetime.fromisoformat(earlier)).total_seconds()
 
 
 def history_step(snapshot: StateSnapshot) -> dict[str, Any]:
@@ -186,6 +198,7 @@ def history_step(snapshot: StateSnapshot) -> dict[str, Any]:
         "step": metadata.get("step"),
         "source": metadata.get("source"),
         "created_at": snapshot.created_at,
+        "seconds": None,
         "next": list(snapshot.next),
         "tasks": [
             {

@@ -122,6 +122,17 @@ class ResultSources:
                 found.setdefault(set_id(path), path)
         return found
 
+    def warm(self) -> list[str]:
+        """Read every set now, so that no page waits for it (GSM8K's 1,319 records take
+        seconds to summarize); why each set that cannot be read cannot."""
+        problems = []
+        for wanted in self.descriptions():
+            try:
+                self.get(wanted)
+            except ValueError as exc:
+                problems.append(str(exc))
+        return problems
+
     def get(self, wanted: str) -> LoadedSet | None:
         """The set with that id (None if there is none); ValueError if unreadable.
         Read again only when its files changed since the last read."""
