@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import re
 import sqlite3
+import uuid
 
 import pytest
 from starlette.testclient import TestClient
@@ -17,11 +18,11 @@ from sift_graph.evaluation.stats import mcnemar_exact
 from sift_graph.graph import build_sift_graph
 from sift_graph.serve import ServeSettings, SiftService, create_app
 from sift_graph.testing import QUESTION, ScriptedChatModel
-from sift_graph.view import ResultSources, create_view_app
+from sift_graph.view import ResultSources, create_view_app, runs
 from sift_graph.view.cards import round_cards, word_diff
 from sift_graph.view.questions import compare_records, filter_rows, flags_of, question_rows, sort_rows
 
-from helpers import EVERY_STAGE, write_toy_result_sets
+from helpers import EVERY_STAGE, postgres_url, write_toy_result_sets
 
 
 @pytest.fixture
@@ -231,3 +232,20 @@ def test_bad_input_is_one_line_and_exit_2_before_serving(argv, message, tmp_path
     assert cli.main(argv(tmp_path)) == 2
     error = capsys.readouterr().err
     assert message in error and error.count("\n") == 1
+
+
+async def test_runs_of_a_postgresql_store():
+    from sift_graph.checkpoints import aopen_checkpointer
+    from sift_graph.view import open_run_store
+
+    url = postgres_url()
+    thread_id = f"view-{uuid.uuid4().hex[:12]}"
+    async with aopen_checkpointer(url) as saver:
+        graph = build_sift_graph().compile(checkpointer=saver)
+        context = SiftContext(model=ScriptedChatModel(script=EVERY_STAGE))
+        await graph.ainvoke({"question": QUESTION}, {"configurable": {"thread_id": thread_id}}, context=context)
+    async with open_run_store(url) as saver:
+        threads = await runs.threads(saver)
+        assert thread_id in [thread["thread_id"] for thread in threads]
+        page = await runs.run_page(runs.reader_graph(saver), thread_id)
+        assert page is not None and page["finished"] and len(page["rounds"]) == 3
