@@ -60,6 +60,17 @@ def test_round_cards_diff_each_sticker_against_the_previous_round(toy_sets):
     assert [p["answer"] for p in cards[1]["predictions"]] == ["7", "7"]
     # the toy question is about pears: the scripted sticker's 3 apples and 2 more are made up
     assert cards[0]["invented"] == ["2", "3"]
+    q3 = by_id(records[first])["q3"]  # no agreement: its third round is inverse generation
+    inverse = round_cards(q3["rounds"], q3["question"])[2]
+    assert inverse["kind"] == "inverse" and inverse["draft"] is not None
+
+    def text(pieces, *changes):
+        return "".join(p["text"] for p in pieces if p["change"] in changes)
+
+    # the draft against the round before; the sticker against the draft (forward optimization's edits)
+    assert text(inverse["draft"], "same", "removed") == q3["rounds"][1]["sticker"]
+    assert text(inverse["sticker"], "same", "added") == q3["rounds"][2]["sticker"]
+    assert text(inverse["sticker"], "same", "removed") == q3["rounds"][2]["draft"]
 
 
 def test_rows_carry_outcome_exit_and_flags_and_filter_and_sort(toy_sets):

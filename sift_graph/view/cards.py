@@ -110,7 +110,8 @@ def round_card(detail: Mapping[str, Any], previous: Mapping[str, Any] | None, qu
         "label": ROUND_KIND_LABELS[detail["kind"]],
         "agreed": bool(detail["agreed"]),
         "unchanged": before is not None and before == detail["sticker"],
-        "sticker": word_diff(before, detail["sticker"], invented),
+        # an inverse round's sticker against its draft: forward optimization's edits
+        "sticker": word_diff(before if draft is None else draft, detail["sticker"], invented),
         "sticker_problems": detail.get("sticker_problems") or [],
         "invented": sorted(invented),
         # an inverse round's rebuild, against the sticker it replaced
