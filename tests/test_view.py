@@ -190,6 +190,7 @@ async def test_runs_of_a_checkpoint_store_read_only(tmp_path):
         assert "/runs/run-1" in client.get("/runs").text
         run = client.get("/runs/run-1").text
         assert "finished: 9 (fallback)" in run and "Round 3" in run and "data-poll" not in run
+        assert re.search(r"time per step: generate_sticker \d+\.\d\d s, predict_sticker", run)
         history = client.get("/runs/run-1/history").text
         assert "generate_sticker" in history and "direct_answer" in history
         assert re.search(r'<td class="num">\d+\.\d\d s</td>', history)  # how long each step took

@@ -87,7 +87,7 @@ def usage_lines(usage: Mapping[str, Mapping[str, int]] | None) -> list[dict[str,
 
 def round_card(detail: Mapping[str, Any], previous: Mapping[str, Any] | None, question: str) -> dict[str, Any]:
     """One round's card: `detail` is the round as `records.round_detail` keeps it (plus
-    its `usage` where a checkpointed run has it), `previous` the round before it."""
+    its `usage` and its nodes' step `times` where a checkpointed run has them), `previous` the round before it."""
     invented = invented_numbers(detail["sticker"], question) if question else set()
     before = previous["sticker"] if previous else None
     draft = detail.get("draft")
@@ -121,6 +121,7 @@ def round_card(detail: Mapping[str, Any], previous: Mapping[str, Any] | None, qu
         "draft_problems": detail.get("draft_problems") or [],
         "predictions": predictions,
         "usage": usage_lines(detail.get("usage")),
+        "times": detail.get("times") or [],
     }
 
 

@@ -40,6 +40,7 @@ THREAD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 MAX_THREADS = 200
 MAX_CHECKPOINTS_SCANNED = 5000
 MAX_HISTORY = 300
+CONSENSUS_NODE = "check_consensus"
 _WRITE_PREVIEW = 400
 
 
@@ -150,7 +151,11 @@ async def run_page(graph: Pregel[Any, Any, Any, Any], thread_id: str) -> dict[st
     if not snapshot.created_at:
         return None
     values = snapshot.values or {}
-    rounds = [{**round_detail(record), "usage": record.get("usage")} for record in values.get("rounds") or []]
+    times = round_times(await history(graph, thread_id))
+    rounds = [
+        {**round_detail(record), "usage": record.get("usage"), "times": times[index] if index < len(times) else []}
+        for index, record in enumerate(values.get("rounds") or [])
+    ]
     return {
         "thread_id": thread_id,
         "question": values.get("question") or "",
@@ -182,6 +187,23 @@ async def history(graph: Pregel[Any, Any, Any, Any], thread_id: str) -> list[dic
     for earlier, later in pairwise(steps):
         later["seconds"] = seconds_between(earlier["created_at"], later["created_at"])
     return steps
+
+
+def round_times(steps: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Per round, the nodes that ran and how long each one's step took (from the history,
+    oldest first; the step that ran a node ends at the next checkpoint). A round ends
+    with its consensus check. Nothing when the history is cut at MAX_HISTORY."""
+    if len(steps) >= MAX_HISTORY:
+        return []
+    rounds: list[list[dict[str, Any]]] = [[]]
+    for step, following in pairwise(steps):
+        for task in step["tasks"]:
+            if task["name"].startswith("__"):  # LangGraph's own input step
+                continue
+            rounds[-1].append({"node": task["name"], "seconds": following["seconds"]})
+            if task["name"] == CONSENSUS_NODE:
+                rounds.append([])
+    return rounds[:-1]
 
 
 def seconds_between(earlier: str | None, later: str | None) -> float | None:
