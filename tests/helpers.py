@@ -44,10 +44,14 @@ def flatten(script: dict[str, Any]) -> dict[str, str]:
 
 
 def postgres_url() -> str:
-    """The test PostgreSQL server's URL (scripts/test starts one), else skip the test."""
+    """The test PostgreSQL server's URL (scripts/test starts one), else skip the test:
+    fail it in CI (CI=true), where a skip would pass for a tested PostgreSQL path."""
     url = os.environ.get(POSTGRES_URL_ENV)
     if not url:
-        pytest.skip(f"no PostgreSQL server: set {POSTGRES_URL_ENV} (scripts/test does)")
+        missing = f"no PostgreSQL server: set {POSTGRES_URL_ENV} (scripts/test does)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(missing)
+        pytest.skip(missing)
     return url
 
 
