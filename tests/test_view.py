@@ -4,6 +4,7 @@ result sets made with the scripted model; bad input at the command line."""
 from __future__ import annotations
 
 import copy
+import json
 import re
 import sqlite3
 import uuid
@@ -160,10 +161,15 @@ def test_bad_ids_are_a_message_not_a_500(client, toy_sets, url, status, message)
 
 
 def test_a_torn_or_foreign_file_is_a_message_on_the_page(client, toy_sets):
-    folder, first, _, _ = toy_sets
-    with open(folder / f"{first}.jsonl", "a") as records:
-        records.write('{"id": "q4", "sample": 0, "status": "o')  # a write cut short
+    folder, first, _, records = toy_sets
+    with open(folder / f"{first}.jsonl", "a") as lines:
+        lines.write('{"id": "q4", "sample": 0, "status": "o')  # a write cut short
     assert "1 unreadable line(s) skipped" in client.get(f"/sets/{first}").text
+    foreign = {**by_id(records[first])["q1"], "id": "q5", "rounds": [{"sticker": 5}]}  # passes for a record
+    with open(folder / f"{first}.jsonl", "a") as lines:
+        lines.write("\n" + json.dumps(foreign) + "\n")
+    page = client.get(f"/sets/{first}/questions")
+    assert page.status_code == 422 and "holds a foreign record" in page.text
     (folder / "toy-ffffffffffff.config.json").write_text("not json")
     index = client.get("/")
     assert index.status_code == 200 and "unreadable result-set description" in index.text

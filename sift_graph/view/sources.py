@@ -93,13 +93,14 @@ def set_id(config_path: Path) -> str:
 def load_set(config_path: Path) -> LoadedSet:
     """Read and summarize one set; ValueError naming the file if it cannot be read."""
     result_set = load_result_set(config_path)
-    summary = summarize_sets([result_set])[0]
-    records = {
-        row["key"]: record for row, record in zip(question_rows(result_set.records), _ok(result_set), strict=True)
-    }
-    return LoadedSet(
-        set_id(config_path), config_path.parent, result_set, summary, question_rows(result_set.records), records
-    )
+    try:
+        summary = summarize_sets([result_set])[0]
+        rows = question_rows(result_set.records)
+    except (KeyError, TypeError, IndexError, AttributeError, ValueError) as exc:
+        # a line that passes for a record (`records.record_problem`) but is not what the runner writes
+        raise ValueError(f"results: {set_id(config_path)}.jsonl holds a foreign record ({exc!r})") from exc
+    records = {row["key"]: record for row, record in zip(rows, _ok(result_set), strict=True)}
+    return LoadedSet(set_id(config_path), config_path.parent, result_set, summary, rows, records)
 
 
 def _ok(result_set: ResultSet) -> list[Record]:
