@@ -94,9 +94,10 @@ class SiftService:
         self._runs: set[asyncio.Task[None]] = set()
 
     @property
-    def checkpointer(self) -> BaseCheckpointSaver[Any] | None:
-        """The open checkpoint store (None while the service is closed)."""
-        saver = None if self._graph is None else self._graph.checkpointer
+    def checkpointer(self) -> BaseCheckpointSaver[str] | None:
+        """The open checkpoint store (None while the service is not open): what the
+        read-only pages under /view show."""
+        saver = self._graph.checkpointer if self._graph is not None else None
         return saver if isinstance(saver, BaseCheckpointSaver) else None
 
     @property
