@@ -58,6 +58,10 @@ def parse_env_value(variable: str, raw: str, value_type: type) -> Any:
         ) from None
 
 
+class OverLimit(ValueError):
+    """A run setting above the deployment's bound (its message names the field)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class RunLimits:
     """The largest run settings a client of a deployment may ask for."""
@@ -76,10 +80,10 @@ class RunLimits:
     def check(self, context: SiftContext) -> None:
         """ValueError naming the field a run setting of `context` is over its limit."""
         if context.max_tokens > self.max_tokens:
-            raise ValueError(f"max_tokens: this deployment allows at most {self.max_tokens}, got {context.max_tokens}")
+            raise OverLimit(f"max_tokens: this deployment allows at most {self.max_tokens}, got {context.max_tokens}")
         for name in ROUND_SETTINGS:
             if (value := getattr(context, name)) > self.max_rounds:
-                raise ValueError(f"{name}: this deployment allows at most {self.max_rounds} rounds, got {value}")
+                raise OverLimit(f"{name}: this deployment allows at most {self.max_rounds} rounds, got {value}")
 
 
 def refuse_deployment_settings(settings: Mapping[str, Any]) -> None:

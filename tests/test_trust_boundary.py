@@ -233,3 +233,15 @@ def test_sift_serve_refuses_deployment_settings_and_caps_max_tokens(tmp_path, li
         completion = client.chat.completions.create(model="sift", messages=MESSAGES, max_tokens=128, temperature=0.2)
         assert completion.sift["answer"] == "5"
     assert listener.requests == []
+
+
+def test_sift_serve_with_a_default_over_its_limit_is_one_line_exit_2():
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "sift_graph.cli", "serve", "--max-tokens", "8192", "--port", "1"]
+    finished = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 2
+    assert finished.stderr.strip().splitlines() == [
+        "sift: error: max_tokens: this deployment allows at most 4096, got 8192 (--max-tokens-limit raises the limit)"
+    ]

@@ -25,7 +25,7 @@ from sift_graph.cli.common import (
     load_model_quietly,
     quiet_transformers,
 )
-from sift_graph.deployment import DEFAULT_MAX_TOKENS_LIMIT, RunLimits
+from sift_graph.deployment import DEFAULT_MAX_TOKENS_LIMIT, OverLimit, RunLimits
 from sift_graph.serve import MODEL_ID, ServeSettings, SiftService, StoreUnavailable, create_app
 from sift_graph.serve.settings import DEFAULT_MAX_CONCURRENCY
 from sift_graph.serve.store import MEMORY_THREADS
@@ -73,7 +73,8 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
             limits=RunLimits(max_tokens=args.max_tokens_limit),
         )
     except ValueError as exc:
-        raise UsageError(str(exc)) from exc
+        hint = " (--max-tokens-limit raises the limit)" if isinstance(exc, OverLimit) else ""
+        raise UsageError(f"{exc}{hint}") from exc
 
 
 def serve_command(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from langgraph.types import RetryPolicy
 
@@ -46,7 +47,7 @@ class ServeSettings:
     limits: RunLimits = field(default_factory=RunLimits)
     """The largest `max_tokens` and rounds a request may ask for."""
 
-    @property
+    @cached_property
     def deployment(self) -> Deployment:
         """The settings as a `Deployment`: a request takes run settings only, within `limits`."""
         return Deployment(context=self.context, limits=self.limits)
