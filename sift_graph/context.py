@@ -36,6 +36,10 @@ from sift_graph.models.specs import (
 )
 
 Dtype = Literal["auto", "bfloat16", "float32"]
+FallbackAnswer = Literal["cot", "query_sticker"]
+StickerCheck = Literal["none", "numbers"]
+SIFT_STAGES = (1, 2, 3)
+"""SIFT's stages: the first round, forward optimization, inverse generation (+ FO)."""
 
 MAX_ROUNDS = 16
 """The most forward (and, apart, inverse) rounds a run may ask for. The paper runs one of
@@ -45,7 +49,10 @@ almost surely a typo (`--forward-rounds 1000`), and each round costs two full so
 # Field metadata keys beyond react-agent's "description":
 #   "flag":    the CLI flag, when it is not `--` + the name with dashes;
 #   "secret":  never stored with a run, never part of a digest, hidden from `repr`;
-#   "results": False for a setting that cannot change an answer (left out of the digest).
+#   "results": False for a setting that cannot change an answer (left out of the digest);
+#   "omit_default": True for a setting added after result sets existed: left out of the
+#              digest at its default, so those result sets keep their digest;
+#   "scope":   "run" for a setting a client may choose for its own run.
 
 
 @dataclass(kw_only=True)
@@ -67,6 +74,35 @@ class SiftContext:
     )
     inverse_rounds: int = field(
         default=1, metadata={"description": "rounds of inverse generation + forward optimization (paper: 1)"}
+    )
+    max_stage: int = field(
+        default=3,
+        metadata={
+            "description": "a budget in stages: the last SIFT stage to run, 1 (the first round only), "
+            "2 (+ forward optimization) or 3 (+ inverse generation: the paper's method); past it, "
+            "the fallback answers",
+            "omit_default": True,
+            "scope": "run",
+        },
+    )
+    fallback_answer: FallbackAnswer = field(
+        default="cot",
+        metadata={
+            "description": "the answer where no round agreed: 'cot' (a direct chain-of-thought solve, the "
+            "paper's) or 'query_sticker' (the last round's query+sticker prediction: no further call)",
+            "omit_default": True,
+            "scope": "run",
+        },
+    )
+    sticker_check: StickerCheck = field(
+        default="none",
+        metadata={
+            "description": "a check in code after each forward optimization: 'none' (the paper's) or "
+            "'numbers' (drop the sticker's conditions that state a number the question does not, "
+            "unless none would be left)",
+            "omit_default": True,
+            "scope": "run",
+        },
     )
     max_tokens: int = field(default=1024, metadata={"description": "new-token limit of every model call"})
     temperature: float = field(default=0.0, metadata={"description": "sampling temperature; 0 is greedy decoding"})
@@ -137,6 +173,12 @@ class SiftContext:
                 raise ValueError(f"{name}: expected an integer >= 0, got {value!r}")
             if value > MAX_ROUNDS:
                 raise ValueError(f"{name}: at most {MAX_ROUNDS} rounds (each costs two full solves), got {value}")
+        if self.max_stage not in SIFT_STAGES or isinstance(self.max_stage, bool):
+            raise ValueError(f"max_stage: expected 1, 2 or 3, got {self.max_stage!r}")
+        if self.fallback_answer not in typing.get_args(FallbackAnswer):
+            raise ValueError(f"fallback_answer: expected 'cot' or 'query_sticker', got {self.fallback_answer!r}")
+        if self.sticker_check not in typing.get_args(StickerCheck):
+            raise ValueError(f"sticker_check: expected 'none' or 'numbers', got {self.sticker_check!r}")
         if isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int) or self.max_tokens < 1:
             raise ValueError(f"max_tokens: expected an integer >= 1, got {self.max_tokens!r}")
         if not _is_number(self.temperature) or not 0 <= self.temperature <= 2:
@@ -169,6 +211,14 @@ class SiftContext:
         return Connection(base_url=self.base_url, api_key=self.api_key, timeout=self.request_timeout)
 
     @property
+    def round_budget(self) -> tuple[int, int]:
+        """(forward rounds, inverse rounds) the run may spend: none in stages past `max_stage`."""
+        return (
+            self.forward_rounds if self.max_stage >= 2 else 0,
+            self.inverse_rounds if self.max_stage >= 3 else 0,
+        )
+
+    @property
     def load_options(self) -> LoadOptions:
         return LoadOptions(dtype=self.dtype)
 
@@ -185,12 +235,19 @@ class SiftContext:
     def result_settings(self) -> dict[str, Any]:
         """The settings that can change an answer (the evaluation's configuration digest).
         `top_p` and `seed` are left out of greedy runs, and `dtype` out of runs whose model
-        is served or given as an instance: there they do nothing."""
+        is served or given as an instance: there they do nothing. A stage budget is
+        stated as the rounds it leaves (`--max-stage 1` is `--forward-rounds 0
+        --inverse-rounds 0`: one run, one digest), and a setting marked "omit_default" is
+        left out at its default."""
         settings = {
             spec.name: getattr(self, spec.name)
             for spec in setting_specs(type(self))
-            if spec.changes_results and not spec.secret
+            if spec.changes_results
+            and not spec.secret
+            and not (spec.omit_default and getattr(self, spec.name) == spec.default)
         }
+        settings["forward_rounds"], settings["inverse_rounds"] = self.round_budget
+        settings.pop("max_stage", None)
         if not self.temperature > 0:
             settings["top_p"] = settings["seed"] = None  # greedy decoding ignores both
         if not isinstance(self.model, str) or self.model.startswith(SERVED_PREFIX):
@@ -232,6 +289,8 @@ class SettingSpec:
     choices: tuple[str, ...] | None
     secret: bool
     changes_results: bool
+    omit_default: bool
+    """Left out of the digest at its default (see `SiftContext.result_settings`)."""
 
 
 def _value_type(hint: Any) -> tuple[type, tuple[str, ...] | None]:
@@ -265,6 +324,7 @@ def setting_specs(context_class: type[SiftContext] = SiftContext) -> tuple[Setti
                 choices=choices,
                 secret=bool(item.metadata.get("secret", False)),
                 changes_results=bool(item.metadata.get("results", True)),
+                omit_default=bool(item.metadata.get("omit_default", False)),
             )
         )
     return tuple(specs)

@@ -76,8 +76,10 @@ class ModelNode(Runnable[SiftState, dict[str, Any]]):
         self.name = name
         self.step = step
 
-    def _finish(self, state: SiftState, reply: ModelReply, runtime: Runtime[Any]) -> dict[str, Any]:
-        update, event = self.step.update(state, reply)
+    def _finish(
+        self, state: SiftState, reply: ModelReply, context: SiftContext, runtime: Runtime[Any]
+    ) -> dict[str, Any]:
+        update, event = self.step.update(state, reply, context)
         runtime.stream_writer(event)
         if "run_token" not in state:  # the run's first call names its layer of the call cache
             update["run_token"] = uuid.uuid4().hex
@@ -91,7 +93,7 @@ class ModelNode(Runnable[SiftState, dict[str, Any]]):
             model = resolve_model(context.model, context.connection, context.load_options)
             cache = call_cache(state, context)
             reply = call_model(model, self.step.role, self.step.prompt(state), context, config, cache)
-        return self._finish(state, reply, runtime)
+        return self._finish(state, reply, context, runtime)
 
     async def ainvoke(self, input: SiftState, config: RunnableConfig | None = None, **kwargs: Any) -> dict[str, Any]:
         state, runtime = input, get_runtime()
@@ -101,7 +103,7 @@ class ModelNode(Runnable[SiftState, dict[str, Any]]):
             model = await aresolve_model(context.model, context.connection, context.load_options)
             cache = call_cache(state, context)
             reply = await acall_model(model, self.step.role, self.step.prompt(state), context, config, cache)
-        return self._finish(state, reply, runtime)
+        return self._finish(state, reply, context, runtime)
 
 
 class InlineStep(Runnable[SiftState, Any]):
