@@ -202,3 +202,19 @@ def test_an_sc_set_alone_is_reported_alone(tmp_path, capsys):
 def test_bad_sc_flags_are_one_line_and_exit_2(flags, message, tmp_path, capsys):
     assert cli.main(["eval", "--dataset", "gsm8k", "--out", str(tmp_path), *flags]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_ready_sc_command_pairs_with_the_committed_sift_records():
+    """results/variants' SC command (same model, server and token limit, sampled) makes a
+    result set that the report shows beside the committed greedy SIFT set."""
+    from sift_graph.evaluation.consistency import pairs_with
+    from sift_graph.evaluation.results import ResultSet, load_result_sets
+
+    (committed,) = load_result_sets(ROOT / "results" / "gsm8k-qwen2.5-coder-1.5b")
+    context = SiftContext(
+        model="openai:qwen2.5-coder-1.5b-instruct", base_url="http://127.0.0.1:8765/v1", temperature=0.7, top_p=0.95
+    )
+    config = EvalConfig.for_self_consistency(context)
+    planned = ResultSet("gsm8k", config.digest(), config.as_dict(), [], 0)
+    assert pairs_with(planned, committed)
+    assert not pairs_with(ResultSet("gsm8k_test_100_300", config.digest(), config.as_dict(), [], 0), committed)

@@ -148,3 +148,67 @@ def test_the_variants_are_flags_of_both_commands():
     assert (args.max_stage, args.fallback_answer, args.sticker_check) == (2, "query_sticker", "numbers")
     args = build_parser().parse_args(["eval", "--dataset", "gsm8k", "--max-stage", "1"])
     assert args.max_stage == 1
+
+
+def unsettled_record(question_id: str, query_sticker_answers: list[str], gold: str = "5") -> dict:
+    """A stored record no round settled: CoT said 4 (the fallback), round k's P_QS said
+    query_sticker_answers[k]; each round cost 60 tokens, the CoT call 20."""
+    kinds = ["sticker", "forward", "inverse"]
+    cost = {"calls": 3, "input_tokens": 30, "output_tokens": 30}
+    return {
+        "id": question_id,
+        "sample": 0,
+        "question_sha": "sha",
+        "gold": gold,
+        "status": "ok",
+        "cot": {"answer": "4", "correct": False, "calls": 1, "input_tokens": 10, "output_tokens": 10},
+        "sift": {"answer": "4", "correct": False, "exit_stage": None, "consensus_round": None},
+        "stage_costs": {
+            "1": cost,
+            "2": cost,
+            "3": cost,
+            "fallback": {"calls": 0, "input_tokens": 0, "output_tokens": 0},
+        },
+        "rounds": [
+            {"round": k + 1, "kind": kind, "answers": ["1", answer], "agreed": False}
+            for k, (kind, answer) in enumerate(zip(kinds, query_sticker_answers, strict=True))
+        ],
+    }
+
+
+def test_variants_read_off_the_records_answer_as_such_a_run_would():
+    from sift_graph.answers import answers_agree
+    from sift_graph.evaluation.variants import variant_rows
+
+    records = [unsettled_record("a", ["5", "6", "7"]), unsettled_record("b", ["9", "5", "9"])]
+    rows = {row["variant"]: row for row in variant_rows(records, answers_agree)}
+    paper = rows["the paper's method (3 stages, CoT fallback)"]
+    assert (paper["correct"], paper["tokens_per_question"], paper["calls_per_question"]) == (0, 200, 10)
+    budget_1 = rows["stage budget 1, query+sticker fallback"]
+    assert (budget_1["correct"], budget_1["tokens_per_question"], budget_1["flags"]) == (
+        1,
+        60,
+        "--max-stage 1 --fallback-answer query_sticker",
+    )
+    assert budget_1["vs_paper"] == {"this_only": 1, "reference_only": 0, "p_value": 1.0}
+    assert rows["stage budget 2, query+sticker fallback"]["correct"] == 1  # b's round 2
+    assert rows["3 stages, query+sticker fallback"]["correct"] == 0
+    assert rows["stage budget 1, CoT fallback"]["tokens_per_question"] == 80
+
+
+def test_variants_of_the_committed_run_agree_with_its_lone_predictions():
+    """On the committed records: the query+sticker fallback after one stage is round 1's
+    P_QS alone, and after three it trades the CoT fallback's right answers for the last
+    P_QS's where no round agreed (the counts the report's diagnostics give)."""
+    from sift_graph.evaluation.results import load_result_sets
+    from sift_graph.evaluation.sets import summarize_sets
+
+    (summary,) = summarize_sets(load_result_sets(COMMITTED))
+    rows = {row["variant"]: row for row in summary["variants"]}
+    lone = summary["diagnostics"]["lone_predictions"]
+    assert rows["stage budget 1, query+sticker fallback"]["correct"] == lone["query_sticker"]
+    paper = rows["the paper's method (3 stages, CoT fallback)"]["correct"]
+    assert paper == summary["columns"]["stage3"]["correct"]
+    expected = paper - lone["unsettled_cot"] + lone["unsettled_last_query_sticker"]
+    assert rows["3 stages, query+sticker fallback"]["correct"] == expected
+    assert rows["stage budget 1, query+sticker fallback"]["calls_per_question"] == 3

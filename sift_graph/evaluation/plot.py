@@ -62,7 +62,8 @@ def plot(summaries: Sequence[dict[str, Any]], path: Path) -> None:
             )
     axes.set_xlabel("input + output tokens per question")
     axes.set_ylabel("accuracy (%)")
-    axes.set_title("SIFT and self-consistency: accuracy against tokens per question")
+    with_sc = any(summary.get("self_consistency") for summary in summaries)
+    axes.set_title(f"SIFT{' and self-consistency' if with_sc else ''}: accuracy against tokens per question")
     axes.grid(alpha=0.3)
     if axes.get_legend_handles_labels()[0]:
         axes.legend(fontsize=8)

@@ -64,16 +64,16 @@ def variant_rows(records: Sequence[Record], right: Grader) -> list[dict[str, Any
     rows = [{"variant": "CoT", "flags": "", **cost_cells(graded, 0, "cot"), **accuracy_cell(cot)}]
     for variant in VARIANTS:
         outcomes = [answer_at(record, variant.max_stage, variant.fallback_answer, right)[1] for record in graded]
-        rows.append(
-            {
-                "variant": variant.name,
-                "flags": variant.flags(),
-                **accuracy_cell(outcomes),
-                **cost_cells(graded, variant.max_stage, variant.fallback_answer),
-                "vs_cot": paired_against(cot, outcomes),
-                "vs_paper": paired_against(paper, outcomes),
-            }
-        )
+        row = {
+            "variant": variant.name,
+            "flags": variant.flags(),
+            **accuracy_cell(outcomes),
+            **cost_cells(graded, variant.max_stage, variant.fallback_answer),
+            "vs_cot": paired_against(cot, outcomes),
+        }
+        if variant != PAPER:
+            row["vs_paper"] = paired_against(paper, outcomes)
+        rows.append(row)
     return rows
 
 
