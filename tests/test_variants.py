@@ -212,3 +212,15 @@ def test_variants_of_the_committed_run_agree_with_its_lone_predictions():
     expected = paper - lone["unsettled_cot"] + lone["unsettled_last_query_sticker"]
     assert rows["3 stages, query+sticker fallback"]["correct"] == expected
     assert rows["stage budget 1, query+sticker fallback"]["calls_per_question"] == 3
+
+
+def test_sift_solve_says_which_fallback_answered(tmp_path, capsys):
+    from sift_graph import cli
+
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps({"script": script_for(["1", "2", "3"], ["4", "5", "6"], direct="9")}))
+    argv = ["solve", QUESTION, "--model", f"scripted:{script}", "--checkpoints", "memory"]
+    assert cli.main([*argv, "--fallback-answer", "query_sticker"]) == 0
+    assert "answer: 6  (fallback: the last round's query + sticker prediction)" in capsys.readouterr().out
+    assert cli.main(argv) == 0
+    assert "answer: 9  (fallback: direct chain of thought)" in capsys.readouterr().out
