@@ -218,3 +218,15 @@ def test_the_ready_sc_command_pairs_with_the_committed_sift_records():
     planned = ResultSet("gsm8k", config.digest(), config.as_dict(), [], 0)
     assert pairs_with(planned, committed)
     assert not pairs_with(ResultSet("gsm8k_test_100_300", config.digest(), config.as_dict(), [], 0), committed)
+
+
+def test_an_sc_set_beside_a_sift_set_of_several_samples_is_shown_alone(tmp_path, capsys):
+    spec = f"scripted:{script_file(tmp_path)}"
+    argv = ["eval", "--dataset", str(SAMPLE), "--limit", "1", "--model", spec, "--out", str(tmp_path / "runs")]
+    argv += ["--cache", "off", "--temperature", "0.5"]
+    assert cli.main([*argv, "--samples", "2"]) == 0
+    assert cli.main([*argv, "--sc", "2"]) == 0
+    capsys.readouterr()
+    assert cli.main(["report", str(tmp_path / "runs")]) == 0
+    printed = capsys.readouterr().out
+    assert "SIFT + majority" in printed and ": self-consistency" in printed and "SC@2 (T=0.5)" in printed

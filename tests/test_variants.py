@@ -224,3 +224,13 @@ def test_sift_solve_says_which_fallback_answered(tmp_path, capsys):
     assert "answer: 6  (fallback: the last round's query + sticker prediction)" in capsys.readouterr().out
     assert cli.main(argv) == 0
     assert "answer: 9  (fallback: direct chain of thought)" in capsys.readouterr().out
+
+
+def test_a_query_sticker_fallback_set_is_summarized_with_its_own_fallback():
+    from sift_graph.evaluation.summary import summarize
+
+    record = unsettled_record("a", ["1", "5", "7"])
+    record["sift"] = {"answer": "7", "correct": False, "exit_stage": None, "consensus_round": None}
+    columns = summarize([record], fallback="query_sticker")["columns"]
+    assert [columns[column]["correct"] for column in ("cot", "stage1", "stage2", "stage3")] == [0, 0, 1, 0]
+    assert columns["stage3"]["tokens_per_question"] == 180  # no CoT call counted: none answered

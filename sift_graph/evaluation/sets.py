@@ -16,11 +16,13 @@ from sift_graph.evaluation.variants import variant_rows
 
 
 def summarize_sets(result_sets: Sequence[ResultSet]) -> list[dict[str, Any]]:
-    """One summary per SIFT result set, with the SC sets that compare with it; then one
-    per SC set that compares with none."""
+    """One summary per SIFT result set, with the SC sets that compare with it (a set of
+    one run per question: SC is paired question by question); then one per SC set shown
+    beside none."""
     sift_sets = [result_set for result_set in result_sets if not is_self_consistency(result_set)]
     sc_sets = [result_set for result_set in result_sets if is_self_consistency(result_set)]
-    summaries = []
+    summaries: list[dict[str, Any]] = []
+    shown: set[str] = set()  # the SC sets shown beside a SIFT set
     for result_set in sift_sets:
         comparator = result_set.config.get("comparator", "math")
         fallback = result_set.config.get("fallback_answer", "cot")
@@ -31,9 +33,10 @@ def summarize_sets(result_sets: Sequence[ResultSet]) -> list[dict[str, Any]]:
         paired = [sc for sc in sc_sets if pairs_with(sc, result_set)]
         if paired and summary["samples"] == 1:
             summary["self_consistency"] = [sc_entry(sc, result_set.records, fallback) for sc in paired]
+            shown.update(sc.digest for sc in paired)
         summaries.append(summary)
     for sc in sc_sets:
-        if not any(pairs_with(sc, result_set) for result_set in sift_sets):
+        if sc.digest not in shown:
             summaries.append({**set_header(sc), "self_consistency": [sc_entry(sc, None, "cot")]})
     return summaries
 
