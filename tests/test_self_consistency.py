@@ -230,3 +230,21 @@ def test_an_sc_set_beside_a_sift_set_of_several_samples_is_shown_alone(tmp_path,
     assert cli.main(["report", str(tmp_path / "runs")]) == 0
     printed = capsys.readouterr().out
     assert "SIFT + majority" in printed and ": self-consistency" in printed and "SC@2 (T=0.5)" in printed
+
+
+def test_sift_view_shows_an_sc_set_with_its_table(tmp_path, capsys):
+    from starlette.testclient import TestClient
+
+    from sift_graph.view import ResultSources, create_view_app
+
+    out, spec = tmp_path / "runs", f"scripted:{script_file(tmp_path)}"
+    argv = ["eval", "--dataset", str(SAMPLE), "--limit", "1", "--model", spec, "--out", str(out), "--cache", "off"]
+    assert cli.main([*argv, "--sc", "2", "--temperature", "0.5"]) == 0
+    capsys.readouterr()
+    (config_path,) = out.glob("*.config.json")
+    set_id = config_path.name.removesuffix(".config.json")
+    client = TestClient(create_view_app(ResultSources([out])))
+    assert set_id in client.get("/").text
+    page = client.get(f"/sets/{set_id}")
+    assert page.status_code == 200 and "SC@2 (T=0.5)" in page.text
+    assert client.get(f"/sets/{set_id}/questions").status_code == 200

@@ -37,7 +37,8 @@ def summarize_sets(result_sets: Sequence[ResultSet]) -> list[dict[str, Any]]:
         summaries.append(summary)
     for sc in sc_sets:
         if sc.digest not in shown:
-            summaries.append({**set_header(sc), "self_consistency": [sc_entry(sc, None, "cot")]})
+            graded = sum(record["status"] == "ok" for record in sc.records)
+            summaries.append({**set_header(sc), "graded": graded, "self_consistency": [sc_entry(sc, None, "cot")]})
     return summaries
 
 
