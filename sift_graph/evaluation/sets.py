@@ -9,7 +9,8 @@ from functools import partial
 from typing import Any
 
 from sift_graph.answers import answers_agree
-from sift_graph.evaluation.consistency import is_self_consistency, pairs_with, sc_summary
+from sift_graph.context import FallbackAnswer
+from sift_graph.evaluation.consistency import DECODING, is_self_consistency, pairs_with, sc_summary
 from sift_graph.evaluation.results import ResultSet
 from sift_graph.evaluation.summary import summarize, wall_time
 from sift_graph.evaluation.variants import variant_rows
@@ -51,12 +52,12 @@ def set_header(result_set: ResultSet) -> dict[str, Any]:
     }
 
 
-def sc_entry(sc: ResultSet, sift_records: Sequence[dict[str, Any]] | None, fallback: Any) -> dict[str, Any]:
+def sc_entry(sc: ResultSet, sift_records: Sequence[dict[str, Any]] | None, fallback: FallbackAnswer) -> dict[str, Any]:
     """An SC set's rows, paired with a SIFT set's records (None: alone)."""
     same = partial(answers_agree, comparator=sc.config.get("comparator", "math"))
     return {
         "config_digest": sc.digest,
-        "decoding": {name: sc.config.get(name) for name in ("temperature", "top_p", "seed")},
+        "decoding": {name: sc.config.get(name) for name in DECODING},
         "wall_seconds": wall_time(sc.records),
         "errors": sum(record["status"] != "ok" for record in sc.records),
         **sc_summary(sc.records, same, sift_records, fallback),
