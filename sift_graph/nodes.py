@@ -62,8 +62,10 @@ class ModelNode(Runnable[SiftState, dict[str, Any]]):
         self.step = step
         self.resolve_context = resolve_context
 
-    def _finish(self, state: SiftState, reply: ModelReply, runtime: Runtime[Any]) -> dict[str, Any]:
-        update, event = self.step.update(state, reply)
+    def _finish(
+        self, state: SiftState, reply: ModelReply, context: SiftContext, runtime: Runtime[Any]
+    ) -> dict[str, Any]:
+        update, event = self.step.update(state, reply, context)
         runtime.stream_writer(event)
         if "run_token" not in state:  # the run's first call names its layer of the call cache
             update["run_token"] = uuid.uuid4().hex
@@ -77,7 +79,7 @@ class ModelNode(Runnable[SiftState, dict[str, Any]]):
             model = resolve_model(context.model, context.connection, context.load_options)
             cache = call_cache(state, context)
             reply = call_model(model, self.step.role, self.step.prompt(state), context, config, cache)
-        return self._finish(state, reply, runtime)
+        return self._finish(state, reply, context, runtime)
 
     async def ainvoke(self, input: SiftState, config: RunnableConfig | None = None, **kwargs: Any) -> dict[str, Any]:
         state, runtime = input, get_runtime()
@@ -89,7 +91,7 @@ class ModelNode(Runnable[SiftState, dict[str, Any]]):
             opens_a_file = isinstance(context.cache, str) and context.cache not in ("run", "off")
             cache = await asyncio.to_thread(call_cache, state, context) if opens_a_file else call_cache(state, context)
             reply = await acall_model(model, self.step.role, self.step.prompt(state), context, config, cache)
-        return self._finish(state, reply, runtime)
+        return self._finish(state, reply, context, runtime)
 
 
 class InlineStep(Runnable[SiftState, Any]):

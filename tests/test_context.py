@@ -51,6 +51,7 @@ def test_the_flags_keep_their_names():
     assert flags == {
         "--model", "--base-url", "--api-key", "--timeout", "--max-tokens", "--temperature", "--top-p",
         "--forward-rounds", "--inverse-rounds", "--comparator", "--seed", "--cache", "--dtype",
+        "--max-stage", "--fallback-answer", "--sticker-check",
     }  # fmt: skip
     help_text = parser_for(SiftContext).format_help()
     assert "new-token limit of every model call (default 1024)" in help_text
@@ -129,7 +130,8 @@ def test_the_scope_split():
     deployment = {spec.name for spec in setting_specs() if spec.deployment}
     assert deployment == {"model", "dtype", "base_url", "api_key", "cache", "request_timeout"}
     assert set(run_settings(SiftContext())) == {
-        "forward_rounds", "inverse_rounds", "max_tokens", "temperature", "top_p", "seed", "comparator",
+        "forward_rounds", "inverse_rounds", "max_stage", "fallback_answer", "sticker_check",
+        "max_tokens", "temperature", "top_p", "seed", "comparator",
     }  # fmt: skip
     context = SiftContext(model="openai:m", base_url="http://127.0.0.1:1/v1", max_tokens=64, seed=3)
     assert run_settings(context)["max_tokens"] == 64 and "base_url" not in run_settings(context)

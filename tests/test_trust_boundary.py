@@ -16,7 +16,8 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from sift_graph import SiftContext
-from sift_graph.deployment import Deployment, RunLimits, deployment_from_env
+from sift_graph.context import run_settings
+from sift_graph.deployment import DEPLOYMENT_SETTINGS, Deployment, RunLimits, deployment_from_env
 from sift_graph.models.specs import Connection, LoadOptions
 from sift_graph.serve import ServeSettings, SiftService, create_app
 from sift_graph.serve.guard import DeploymentSettingsGuard
@@ -73,10 +74,8 @@ def test_run_settings_are_taken_within_bounds():
 
 
 def test_the_served_schema_has_only_the_run_settings():
-    properties = Deployment().context_schema.__dataclass_fields__
-    assert set(properties) == {
-        "forward_rounds", "inverse_rounds", "max_tokens", "temperature", "top_p", "seed", "comparator",
-    }  # fmt: skip
+    fields = set(Deployment().context_schema.__dataclass_fields__)
+    assert fields == set(run_settings(SiftContext())) and not fields & DEPLOYMENT_SETTINGS
 
 
 # --- the HTTP app (sift serve's routes) --------------------------------------------
