@@ -166,40 +166,36 @@ class RunCache(BaseCache):
             made = self._calls.get(key)
         return None if made is None else marked(made, "run")
 
-    def _found(self, key: str, stored: RETURN_VAL_TYPE | None) -> RETURN_VAL_TYPE | None:
+    def _keep(self, key: str, stored: RETURN_VAL_TYPE | None) -> RETURN_VAL_TYPE | None:
+        """Keep a reply in the run's layer; returned marked as the store's (a lookup's hit)."""
         if stored is None:
             return None
         with self._lock:
             self._calls[key] = list(stored)
         return marked(stored, "store")
 
-    def _keep(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
-        with self._lock:
-            self._calls[_key(prompt, llm_string)] = list(return_val)
-
     def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
         key = _key(prompt, llm_string)
         made = self._made(key)
         if made is not None or self.store is None:
             return made
-        return self._found(key, self.store.lookup(prompt, llm_string))
+        return self._keep(key, self.store.lookup(prompt, llm_string))
 
     def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
-        self._keep(prompt, llm_string, return_val)
+        self._keep(_key(prompt, llm_string), return_val)
         if self.store is not None:
             self.store.update(prompt, llm_string, return_val)
 
-    # The run's own layer in place; the store through its async methods (a SQLite store's
-    # run in a worker thread), so an async run never blocks its event loop on a file.
+    # The run's layer in place; the store's async path (SQLite's: a worker thread).
     async def alookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
         key = _key(prompt, llm_string)
         made = self._made(key)
         if made is not None or self.store is None:
             return made
-        return self._found(key, await self.store.alookup(prompt, llm_string))
+        return self._keep(key, await self.store.alookup(prompt, llm_string))
 
     async def aupdate(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
-        self._keep(prompt, llm_string, return_val)
+        self._keep(_key(prompt, llm_string), return_val)
         if self.store is not None:
             await self.store.aupdate(prompt, llm_string, return_val)
 
@@ -230,8 +226,7 @@ class RunCaches:
 
 RUN_CACHES = RunCaches()
 OPEN_STORES_KEPT = 8
-"""SQLite call-cache files kept open per process (LRU). An evicted store is dropped, not
-closed: a run may still hold it, and its connection closes when the last one lets go."""
+"""Call-cache files kept open (LRU); one evicted is dropped, not closed (a run may hold it)."""
 _STORES: OrderedDict[Path, SqliteCallCache] = OrderedDict()
 _STORES_LOCK = threading.Lock()
 
@@ -270,9 +265,7 @@ class CallCacheSlot(BaseCache):
         if cache is not None:
             cache.update(prompt, llm_string, return_val)
 
-    # The call's cache decides where its work runs (a run's own layer in place, a file
-    # store in a worker thread): never LangChain's thread pool for a dict lookup, never
-    # SQLite I/O on the event loop.
+    # The call's cache decides where its work runs: a dict in place, a file off the loop.
     async def alookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
         cache = _CALL_CACHE.get()
         return None if cache is None else await cache.alookup(prompt, llm_string)
