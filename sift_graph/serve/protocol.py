@@ -145,9 +145,12 @@ def parse_chat_request(body: Any) -> ChatRequest:
     )
 
 
-def context_for(deployment: Deployment, decoding: Mapping[str, Any]) -> SiftContext:
+def context_for(deployment: Deployment | SiftContext, decoding: Mapping[str, Any]) -> SiftContext:
     """The deployment's settings with a request's decoding; a bad value or one over the
-    deployment's limit is a 400 naming the request's parameter."""
+    deployment's limit is a 400 naming the request's parameter. (A bare SiftContext is
+    a deployment with the default limits.)"""
+    if isinstance(deployment, SiftContext):
+        deployment = Deployment(context=deployment)
     context = deployment.context
     for param, value in decoding.items():
         try:
