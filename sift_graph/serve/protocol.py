@@ -8,6 +8,8 @@
 - What SIFT cannot do is refused with a 400 rather than ignored: tools and tool
   messages, more than one choice (`n`), non-text content, a `response_format`.
   Any other field is accepted and has no effect.
+- The question, earlier turns included, is at most `state.MAX_QUESTION_CHARS` characters
+  of valid Unicode (a lone surrogate such as `"\\ud800"` is refused).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 from sift_graph.context import SiftContext
 from sift_graph.serve.errors import ApiError, bad_request
 from sift_graph.serve.settings import MODEL_ID
+from sift_graph.state import validate_question
 
 _ROLE_LABELS = {"system": "System", "developer": "System", "user": "User", "assistant": "Assistant"}
 CONTEXT_HEADER = "Context from earlier in the conversation:"
@@ -79,9 +82,12 @@ def question_from_messages(messages: Any) -> str:
     if not question:
         raise bad_request("messages: the user's question is empty", "messages")
     earlier = [f"{_ROLE_LABELS[role]}: {text}" for role, text in turns[:-1] if text]
-    if not earlier:
-        return question
-    return CONTEXT_HEADER + "\n" + "\n".join(earlier) + "\n\n" + question
+    if earlier:
+        question = CONTEXT_HEADER + "\n" + "\n".join(earlier) + "\n\n" + question
+    try:
+        return validate_question(question)  # not too long, no lone surrogate
+    except ValueError as exc:
+        raise bad_request(f"messages: {str(exc).partition(': ')[2]}", "messages") from None
 
 
 def _flag(body: Mapping[str, Any], name: str) -> bool:
