@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 
 import pytest
 
@@ -14,6 +15,8 @@ from sift_graph.checkpoints import open_checkpointer
 from sift_graph.graph import build_sift_graph
 from sift_graph.locks import LockHeld, run_lock
 from sift_graph.serve import ServeSettings, SiftService
+from sift_graph.serve.errors import RunCancelled
+from sift_graph.serve.service import Run
 from sift_graph.state import MAX_QUESTION_CHARS
 from sift_graph.testing import QUESTION, ScriptedChatModel
 
@@ -97,3 +100,34 @@ async def test_a_served_run_holds_its_lock(tmp_path):
         await asyncio.gather(run.task, return_exceptions=True)
     with run_lock(store, run.thread_id):  # freed with the run
         pass
+
+
+class SlowLock:
+    """A lock that takes until `free` is set, and says whether it was released."""
+
+    def __init__(self) -> None:
+        self.free, self.taken, self.released = threading.Event(), threading.Event(), False
+
+    def __enter__(self) -> None:
+        self.taken.set()
+        self.free.wait(timeout=30)
+
+    def __exit__(self, *exc: object) -> None:
+        self.released = True
+
+
+async def test_a_run_cancelled_while_taking_its_lock_frees_it_once_taken():
+    lock = SlowLock()
+
+    async def never_used():
+        raise AssertionError("the run must not start")
+        yield
+
+    run = Run("t", never_used(), lock)
+    await asyncio.to_thread(lock.taken.wait, 30)
+    run.cancel()  # the client hung up while the worker waits for the lock
+    lock.free.set()
+    with pytest.raises(RunCancelled):
+        await run.next()
+    await asyncio.gather(run.task, return_exceptions=True)
+    assert lock.released

@@ -47,7 +47,16 @@ RunItem = StageEvent | RunFinished
 async def held_off_the_loop(lock: AbstractContextManager[Any]) -> AsyncIterator[None]:
     """Hold a blocking lock (a file lock, a PostgreSQL session), taken and freed in a
     worker thread so that no other request waits on it."""
-    await asyncio.to_thread(lock.__enter__)
+    taking = asyncio.ensure_future(asyncio.to_thread(lock.__enter__))
+    try:
+        await asyncio.shield(taking)
+    except asyncio.CancelledError:
+        # Cancelled (the client hung up) while the worker takes it: once it is taken,
+        # free it, or it would stay held for as long as the server runs.
+        [taken] = await asyncio.gather(taking, return_exceptions=True)
+        if not isinstance(taken, BaseException):
+            await asyncio.to_thread(lock.__exit__, None, None, None)
+        raise
     try:
         yield
     finally:
