@@ -53,8 +53,8 @@ async def held_off_the_loop(lock: AbstractContextManager[Any]) -> AsyncIterator[
     except asyncio.CancelledError:
         # Cancelled (the client hung up) while the worker takes it: once it is taken,
         # free it, or it would stay held for as long as the server runs.
-        outcomes: list[Any] = await asyncio.gather(taking, return_exceptions=True)
-        if not isinstance(outcomes[0], BaseException):
+        await asyncio.wait({taking})
+        if taking.exception() is None:
             await asyncio.to_thread(lock.__exit__, None, None, None)
         raise
     try:
