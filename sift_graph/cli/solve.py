@@ -271,6 +271,8 @@ async def stream_run(
                 print(format_event(chunk), file=progress, flush=True)
             else:
                 result = output_of(chunk)
+    except BrokenPipeError:  # our reader went away (`| head`): no model's fault (exit 141)
+        raise
     except Exception as exc:  # a model fault that retries could not fix
         if not is_model_fault(exc):
             raise

@@ -52,6 +52,9 @@ THREAD_HEADER = "x-sift-thread-id"
 VIEW_PREFIX = "/view"
 """Where the server shows its own runs, read-only (`sift view`'s pages, by thread id)."""
 CLIENT_CLOSED_STATUS = 499  # never seen by the client: only the access log shows it
+MAX_BODY_BYTES = 1 << 20
+"""The largest request body read (1 MiB: a longest question, MAX_QUESTION_CHARS, fits
+even with every character escaped); a larger one is answered 413 before it is read."""
 _STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 logger = logging.getLogger("sift_graph.serve")
 T = TypeVar("T")
@@ -71,21 +74,44 @@ async def until_disconnected(request: Request, work: Awaitable[T]) -> T:
     waiting = asyncio.ensure_future(work)
     watching = asyncio.ensure_future(_disconnect(request))
     try:
-        await asyncio.wait({waiting, watching}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({waiting, watching}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         watching.cancel()
         if not waiting.done():
             waiting.cancel()
-    if waiting.cancelled():
+    # Decided by what finished, not by `waiting.cancelled()`: a task just cancelled is
+    # not marked so until it has run again, and its result would then be asked too soon.
+    if waiting not in done:
         raise ClientDisconnected
     return waiting.result()
 
 
+def _too_large() -> ApiError:
+    message = f"the request body is larger than the {MAX_BODY_BYTES} bytes this server takes"
+    return ApiError(413, message, code="request_too_large")
+
+
+async def _body(request: Request) -> bytes:
+    """The request body; 413 past MAX_BODY_BYTES, read no further than that."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise _too_large()
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise _too_large()
+    return bytes(body)
+
+
 async def _json_body(request: Request) -> Any:
+    body = await _body(request)
     try:
-        return json.loads(await request.body())
+        return json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise bad_request("the request body is not valid JSON") from None
+    except RecursionError:
+        raise bad_request("the request body is nested too deeply") from None
 
 
 class OpenAIRoutes:
@@ -157,6 +183,7 @@ class OpenAIRoutes:
             yield DONE
         except Exception as exc:  # the status is sent: the error goes as an event, as OpenAI's does
             yield sse(self._error(exc, {THREAD_HEADER: run.thread_id}).body())
+            yield DONE  # the stream still ends as every stream does
         finally:
             run.cancel()
 

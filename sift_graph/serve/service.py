@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ from sift_graph.checkpoints import RUN_DURABILITY
 from sift_graph.context import SiftContext
 from sift_graph.events import StageEvent
 from sift_graph.graph import build_sift_graph
+from sift_graph.locks import run_lock
 from sift_graph.runs import new_thread_id, run_config
 from sift_graph.serve.errors import RunCancelled, ServerBusy
 from sift_graph.serve.settings import ServeSettings
@@ -42,22 +44,46 @@ class RunFinished:
 RunItem = StageEvent | RunFinished
 
 
+@contextlib.asynccontextmanager
+async def held_off_the_loop(lock: AbstractContextManager[Any]) -> AsyncIterator[None]:
+    """Hold a blocking lock (a file lock, a PostgreSQL session), taken and freed in a
+    worker thread so that no other request waits on it."""
+    taking = asyncio.ensure_future(asyncio.to_thread(lock.__enter__))
+    try:
+        await asyncio.shield(taking)
+    except asyncio.CancelledError:
+        # Cancelled (the client hung up) while the worker takes it: once it is taken,
+        # free it, or it would stay held for as long as the server runs.
+        await asyncio.wait({taking})
+        if taking.exception() is None:
+            await asyncio.to_thread(lock.__exit__, None, None, None)
+        raise
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(lock.__exit__, None, None, None)
+
+
 class Run:
     """One request's SIFT run, going on in its own task: stage events, then the output."""
 
-    def __init__(self, thread_id: str, stream: AsyncIterator[Any]) -> None:
+    def __init__(
+        self, thread_id: str, stream: AsyncIterator[Any], lock: AbstractContextManager[Any] | None = None
+    ) -> None:
         self.thread_id = thread_id
         self._items: asyncio.Queue[RunItem | BaseException] = asyncio.Queue()
-        self.task = asyncio.get_running_loop().create_task(self._produce(stream), name=f"sift-run-{thread_id}")
+        produce = self._produce(stream, lock or contextlib.nullcontext())
+        self.task = asyncio.get_running_loop().create_task(produce, name=f"sift-run-{thread_id}")
 
-    async def _produce(self, stream: AsyncIterator[Any]) -> None:
+    async def _produce(self, stream: AsyncIterator[Any], lock: AbstractContextManager[Any]) -> None:
         output: dict[str, Any] = {}
         try:
-            async for mode, chunk in stream:  # (mode, chunk) pairs: stream_mode is a list
-                if mode == "custom":
-                    self._items.put_nowait(chunk)
-                else:
-                    output = output_of(chunk)
+            async with held_off_the_loop(lock):
+                async for mode, chunk in stream:  # (mode, chunk) pairs: stream_mode is a list
+                    if mode == "custom":
+                        self._items.put_nowait(chunk)
+                    else:
+                        output = output_of(chunk)
         except asyncio.CancelledError:
             self._items.put_nowait(RunCancelled(f"run {self.thread_id} was cancelled"))
             raise
@@ -114,10 +140,15 @@ class SiftService:
             try:
                 yield self
             finally:
-                for task in list(self._runs):
-                    task.cancel()
+                self.cancel_runs()
                 await asyncio.gather(*self._runs, return_exceptions=True)
                 self._graph = None
+
+    def cancel_runs(self) -> None:
+        """Cancel every run in progress: each request still open is answered that its run
+        was cancelled (503 `run_cancelled`), and the run stays resumable."""
+        for task in list(self._runs):
+            task.cancel()
 
     def start(self, question: str, context: SiftContext) -> Run:
         """Start a run in a new thread; ServerBusy when `max_concurrency` runs are going."""
@@ -133,7 +164,8 @@ class SiftService:
             stream_mode=_STREAM_MODES,
             durability=RUN_DURABILITY,
         )
-        run = Run(thread_id, stream)
+        # The run's lock, as `sift solve` takes it: no `--resume` of this thread meanwhile.
+        run = Run(thread_id, stream, run_lock(self.settings.checkpoints, thread_id))
         self._runs.add(run.task)
         run.task.add_done_callback(self._runs.discard)
         return run
