@@ -34,6 +34,7 @@ from sift_graph.models.specs import (
     LoadOptions,
     validate_model_spec,
 )
+from sift_graph.partials import CONTINUATION_HELP, PARTIALS_HELP, Continuation, validate_partial_settings
 
 Dtype = Literal["auto", "bfloat16", "float32"]
 
@@ -46,6 +47,9 @@ almost surely a typo (`--forward-rounds 1000`), and each round costs two full so
 #   "flag":    the CLI flag, when it is not `--` + the name with dashes;
 #   "secret":  never stored with a run, never part of a digest, hidden from `repr`;
 #   "results": False for a setting that cannot change an answer (left out of the digest).
+
+
+_DEPLOYMENT_SETTING = {"results": False, "scope": "deployment"}  # the deployment's business, not a client's
 
 
 @dataclass(kw_only=True)
@@ -124,6 +128,11 @@ class SiftContext:
         },
     )
 
+    partials: str | None = field(default=None, metadata={"description": PARTIALS_HELP, **_DEPLOYMENT_SETTING})
+    continuation: Continuation = field(
+        default="auto", metadata={"description": CONTINUATION_HELP, **_DEPLOYMENT_SETTING}
+    )
+
     def __post_init__(self) -> None:
         if not (self.model is None or isinstance(self.model, (str, BaseChatModel))):
             raise ValueError(
@@ -157,6 +166,7 @@ class SiftContext:
             )
         if self.comparator not in ("math", "string"):
             raise ValueError(f"comparator: expected 'math' or 'string', got {self.comparator!r}")
+        validate_partial_settings(self.partials, self.continuation)
         if self.dtype not in typing.get_args(Dtype):
             raise ValueError(f"dtype: expected 'auto', 'bfloat16' or 'float32', got {self.dtype!r}")
         # One spelling per value: 0 and 0.0 are one setting (and one eval digest).

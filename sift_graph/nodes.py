@@ -57,6 +57,8 @@ def usage_update(role: Role, reply: ModelReply) -> dict[str, dict[str, RoleUsage
     counts = role_usage(calls=1, input_tokens=reply.input_tokens, output_tokens=reply.output_tokens)
     if reply.cache == "store":
         counts["stored_calls"] = 1
+    if reply.continued_from is not None:  # picked up where an interrupt had left it
+        counts["continued_calls"], counts["continued_tokens"] = 1, reply.continued_from
     return {"usage": {role: counts}}
 
 
@@ -90,7 +92,8 @@ class ModelNode(Runnable[SiftState, dict[str, Any]]):
         if reply is None:
             model = resolve_model(context.model, context.connection, context.load_options)
             cache = call_cache(state, context)
-            reply = call_model(model, self.step.role, self.step.prompt(state), context, config, cache)
+            prompt, number = self.step.prompt(state), current_round(state)
+            reply = call_model(model, self.step.role, prompt, context, config, cache, number)
         return self._finish(state, reply, runtime)
 
     async def ainvoke(self, input: SiftState, config: RunnableConfig | None = None, **kwargs: Any) -> dict[str, Any]:
@@ -100,7 +103,8 @@ class ModelNode(Runnable[SiftState, dict[str, Any]]):
         if reply is None:
             model = await aresolve_model(context.model, context.connection, context.load_options)
             cache = call_cache(state, context)
-            reply = await acall_model(model, self.step.role, self.step.prompt(state), context, config, cache)
+            prompt, number = self.step.prompt(state), current_round(state)
+            reply = await acall_model(model, self.step.role, prompt, context, config, cache, number)
         return self._finish(state, reply, runtime)
 
 

@@ -50,7 +50,8 @@ def test_the_flags_keep_their_names():
     flags = {spec.flag for spec in setting_specs()}
     assert flags == {
         "--model", "--base-url", "--api-key", "--timeout", "--max-tokens", "--temperature", "--top-p",
-        "--forward-rounds", "--inverse-rounds", "--comparator", "--seed", "--cache", "--dtype",
+        "--forward-rounds", "--inverse-rounds", "--comparator", "--seed", "--cache", "--dtype", "--partials",
+        "--continuation",
     }  # fmt: skip
     help_text = parser_for(SiftContext).format_help()
     assert "new-token limit of every model call (default 1024)" in help_text

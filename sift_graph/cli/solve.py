@@ -54,9 +54,13 @@ from sift_graph.cli.output import format_event, format_summary
 from sift_graph.context import SiftContext
 from sift_graph.faults import describe_fault
 from sift_graph.locks import LockHeld, run_lock
+from sift_graph.partials import partials_file
 from sift_graph.runs import SETTINGS_METADATA_KEY as SETTINGS_METADATA_KEY  # still public here
 from sift_graph.runs import new_thread_id, settings_metadata, stored_settings_of
 from sift_graph.state import output_of, run_finished, validate_question
+
+PARTIALS_FILE = "partials.sqlite"
+"""Where `sift solve` keeps partial replies by default: beside its SQLite checkpoints."""
 
 
 def add_solve_command(commands: Any) -> None:
@@ -141,6 +145,18 @@ def held_run(setting: str, thread_id: str, resuming: bool) -> Iterator[None]:
         yield
 
 
+def with_partials(context: SiftContext, setting: str) -> SiftContext:
+    """Partial replies kept beside SQLite checkpoints unless the run names a place (an
+    interrupted call then goes on from its last saved token on --resume)."""
+    if (
+        partials_file(context.partials, context.cache) is None
+        and checkpoint_kind(setting) == "sqlite"
+        and sqlite_file(setting) != ":memory:"
+    ):
+        context.partials = str(Path(sqlite_file(setting)).with_name(PARTIALS_FILE))
+    return context
+
+
 def resume_hint(thread_id: str, setting: str, args: argparse.Namespace) -> str:
     where = "" if args.checkpoints is None else f" --checkpoints {describe_checkpoints(setting)}"
     return f"sift: resume with: sift solve --resume {thread_id}{where}"
@@ -164,7 +180,7 @@ def solve(args: argparse.Namespace, out: TextIO, progress: TextIO) -> int:
             raise UsageError(f"no run with thread {thread_id!r} in {sqlite_file(setting)}: no such file")
     else:
         question, thread_id = read_question(args), new_thread_id()
-        context = context_from_args(args)  # bad settings: no run at all
+        context = with_partials(context_from_args(args), setting)  # bad settings: no run at all
         open_call_cache(context)
     print(f"thread: {thread_id}", file=progress, flush=True)
     try:
@@ -211,7 +227,7 @@ async def solve_run(
                 snapshot = await graph.aget_state(config)
                 if snapshot.metadata is None:
                     raise UsageError(f"no run with thread {thread_id!r} in {describe_checkpoints(setting)}")
-                context = context_from_args(args, stored_settings_of(snapshot.metadata))
+                context = with_partials(context_from_args(args, stored_settings_of(snapshot.metadata)), setting)
                 open_call_cache(context)
                 question, finished = snapshot.values.get("question", ""), run_finished(snapshot.values)
             assert context is not None
