@@ -15,6 +15,7 @@ Each chat completion request is answered by the next planned action for its SIFT
     {"raw": "<html>..", "content_type": "text/html"}   a 200 whose body is this text as is
     {"content": "...", "finish_reason": "stop", "reasoning_content": "..."}   a reply
     {"content": "...", "cut_after": 70}  streamed: 70 tokens, then the connection closes
+    {"content": "...", "pause_after": 3, "until": event}   streamed: 3 tokens, then the rest once set
 
 A request with `stream: true` is answered with server-sent events, one word (a "token")
 per event, `token_delay` seconds apart, and a last event with the usage when asked
@@ -169,7 +170,7 @@ class FaultServer:
                     self.connection.shutdown(socket.SHUT_RDWR)
                     self.close_connection = True
                     return
-                if "hang" in action or "until" in action:
+                if ("hang" in action or "until" in action) and "pause_after" not in action:
                     if not self._wait(action.get("hang", MAX_WAIT_S), action.get("until")):
                         with server._lock:
                             server.abandoned.append(role)
@@ -221,6 +222,8 @@ class FaultServer:
                         delta = {"reasoning_content": action["reasoning_content"]}
                         self._event({"choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
                     for word in words[: action.get("cut_after")]:
+                        if sent == action.get("pause_after") and not self._wait(MAX_WAIT_S, action["until"]):
+                            break
                         self._event({"choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]})
                         sent += 1
                         if server.token_delay and not self._wait(server.token_delay, None):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -22,6 +23,7 @@ import pytest
 from langgraph.types import RetryPolicy
 
 from sift_graph.faults import is_transient_fault
+from sift_graph.state import ROLES
 from sift_graph.testing import ScriptedChatModel, script_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +33,9 @@ POSTGRES_URL_ENV = "SIFT_TEST_POSTGRES_URL"
 EVERY_STAGE = script_for(["1", "2", "3"], ["4", "5", "6"], direct="9")
 """Every round disagrees: a run passes through every stage and ends in the fallback (answer 9)."""
 
+
+STAGE_TEXT = re.compile(rf"\[round \d+\] ({'|'.join(ROLES)}): ")
+"""How a stage's own tokens open in `sift serve`'s reasoning (its event line names its kind instead)."""
 
 FAST_RETRY = RetryPolicy(
     max_attempts=4, initial_interval=0.01, backoff_factor=1.0, jitter=False, retry_on=is_transient_fault
