@@ -51,6 +51,27 @@ def test_messages_stream_yields_the_tokens_of_each_role_in_order(server):
     assert all(len(text.split()) > 1 for text in texts.values())  # several tokens, not one chunk per stage
 
 
+async def test_sift_solve_on_a_terminal_shows_each_stage_as_it_is_generated(server):
+    import io
+
+    from sift_graph.cli.run_stream import stream_run
+    from sift_graph.models import resolve_model
+
+    context = context_for(server)
+    context.model = resolve_model(context.model, context.connection)
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    progress = io.StringIO()
+    graph = build_sift_graph(retry_policy=FAST_RETRY).compile(checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "live"}}
+    result = await stream_run(graph, {"question": QUESTION}, config, context, progress, live=True)
+    shown = progress.getvalue()
+    replies = flatten(script_for(["4"], ["4"]))
+    assert f"[round 1] sticker: {replies['sticker']}\n" in shown
+    assert "[round 1] sticker (generated):" in shown  # the stage's event, as without live text
+    assert f"[round 1] predict_sticker: {replies['predict_sticker']}" in shown and result["answer"] == "4"
+
+
 def test_a_partial_is_saved_while_streaming_and_deleted_when_the_call_ends(tmp_path):
     store = PartialStore(tmp_path / "partials.sqlite")
     call = PartialCall(key="k", store=store, save_every_tokens=3)

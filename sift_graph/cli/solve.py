@@ -32,7 +32,6 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from sift_graph.checkpoints import (
-    RUN_DURABILITY,
     aopen_checkpointer,
     checkpoint_kind,
     default_checkpoints,
@@ -41,18 +40,16 @@ from sift_graph.checkpoints import (
 )
 from sift_graph.cli.common import (
     EXIT_INTERRUPTED,
-    ModelFault,
     UsageError,
     add_model_arguments,
     context_from_args,
-    is_model_fault,
     load_model_quietly,
     open_call_cache,
     quiet_transformers,
 )
-from sift_graph.cli.output import format_event, format_summary
+from sift_graph.cli.output import format_summary
+from sift_graph.cli.run_stream import stream_run
 from sift_graph.context import SiftContext
-from sift_graph.faults import describe_fault
 from sift_graph.locks import LockHeld, run_lock
 from sift_graph.partials import partials_file
 from sift_graph.runs import SETTINGS_METADATA_KEY as SETTINGS_METADATA_KEY  # still public here
@@ -77,6 +74,12 @@ def add_solve_command(commands: Any) -> None:
     )
     solve_parser.add_argument(
         "--resume", metavar="THREAD", default=None, help="continue the interrupted run of this thread"
+    )
+    solve_parser.add_argument(
+        "--no-live",
+        dest="live",
+        action="store_false",
+        help="on a terminal, print each stage when it is done instead of its text as it is generated",
     )
     solve_parser.set_defaults(run=solve_command)
 
@@ -265,30 +268,12 @@ async def run_to_the_end(
         print(f"resuming at: {', '.join(pending) or 'the next step'}", file=progress, flush=True)
     started = time.monotonic()
     try:
-        result = await stream_run(graph, None if resuming else {"question": question}, config, context, progress)
+        live = args.live and not args.json and progress.isatty()
+        inputs = None if resuming else {"question": question}
+        result = await stream_run(graph, inputs, config, context, progress, live)
     except BaseException:
         # Every finished step is in the checkpoints: say how to pick the run up.
         if checkpoint_kind(setting) != "memory":
             print(resume_hint(str(config["configurable"]["thread_id"]), setting, args), file=sys.stderr, flush=True)
         raise
     return result, started
-
-
-async def stream_run(
-    graph: Any, inputs: dict[str, Any] | None, config: RunnableConfig, context: SiftContext, progress: TextIO
-) -> dict[str, Any]:
-    """Stream one run (a new one, or the rest of an interrupted one) stage by stage."""
-    result: dict[str, Any] = {}
-    try:
-        async for mode, chunk in graph.astream(
-            inputs, config, context=context, stream_mode=["custom", "values"], durability=RUN_DURABILITY
-        ):
-            if mode == "custom":
-                print(format_event(chunk), file=progress, flush=True)
-            else:
-                result = output_of(chunk)
-    except Exception as exc:  # a model fault that retries could not fix
-        if not is_model_fault(exc):
-            raise
-        raise ModelFault(describe_fault(exc)) from exc
-    return result

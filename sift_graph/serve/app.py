@@ -28,9 +28,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from sift_graph.live import LiveText, StageText
 from sift_graph.narration import format_event
 from sift_graph.serve.errors import ApiError, api_error_for, bad_request
-from sift_graph.serve.live import LiveText, StageText
 from sift_graph.serve.payloads import (
     DONE,
     Stamp,

@@ -24,9 +24,9 @@ from sift_graph.checkpoints import RUN_DURABILITY
 from sift_graph.context import SiftContext
 from sift_graph.events import StageEvent
 from sift_graph.graph import build_sift_graph
+from sift_graph.live import StageText, stage_text
 from sift_graph.runs import new_thread_id, run_config
 from sift_graph.serve.errors import RunCancelled, ServerBusy
-from sift_graph.serve.live import StageText, stage_text
 from sift_graph.serve.settings import ServeSettings
 from sift_graph.serve.store import open_store
 from sift_graph.state import output_of

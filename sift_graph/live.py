@@ -1,4 +1,5 @@
-"""The tokens of a run's stages, as one text a reader can follow while it is written.
+"""The tokens of a run's stages, as one text a reader can follow while it is written
+(`sift serve`'s reasoning stream, `sift solve` on a terminal).
 
 A run's two predictions generate at the same time, and their tokens arrive interleaved
 (LangGraph's `messages` stream). One stage at a time goes out live; the tokens of
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from langchain_core.messages import AIMessageChunk
 
 StageKey = tuple[str, int]
 """(SIFT role, round) of a model call."""
@@ -32,7 +35,7 @@ def stage_text(message: Any, metadata: dict[str, Any]) -> StageText | None:
         return None
     reasoning = (getattr(message, "additional_kwargs", None) or {}).get("reasoning_content") or ""
     content = message.content if isinstance(message.content, str) else ""
-    whole = type(message).__name__ == "AIMessage"  # a reply served whole (the call cache), not a chunk
+    whole = not isinstance(message, AIMessageChunk)  # a reply served whole (a cache, a model that cannot stream)
     finished = bool((getattr(message, "response_metadata", None) or {}).get("finish_reason"))
     ended = whole or finished or getattr(message, "chunk_position", None) == "last"
     return StageText((role, number), str(reasoning) + content, ended)
