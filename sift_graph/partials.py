@@ -39,7 +39,7 @@ CONTINUATION_HELP = (
 )
 """Help of the `SiftContext` fields `partials` and `continuation`."""
 
-SAVE_EVERY_TOKENS = 64
+SAVE_EVERY_TOKENS = 32
 SAVE_EVERY_S = 2.0
 PARTIALS_TABLE = "sift_partials"
 
