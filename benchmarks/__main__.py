@@ -243,7 +243,7 @@ def resume_rows(args: argparse.Namespace) -> list[Row]:
         before = r.continuation == "restart"
         rows.append(
             _row(
-                "6 resume",
+                "7 resume",
                 f"interrupted at {r.fraction:.0%} of a {resume.CALL_TOKENS}-token call, {r.continuation}",
                 f"{share:.1%} of the call generated after the interrupt; {lost:.1%} generated twice",
                 "-" if before else f"< 5% twice (saved every {resume.SAVE_EVERY_TOKENS} tokens or 2 s)",
@@ -256,7 +256,7 @@ def resume_rows(args: argparse.Namespace) -> list[Row]:
         per_token = extra / resume.COST_TOKENS * 1000
         rows.append(
             _row(
-                "6 resume",
+                "7 resume",
                 f"cost per call, {name} vs whole ({resume.COST_TOKENS} tokens, in process)",
                 f"{extra:+.2f} ms/call ({per_token:+.1f} us/token; whole {cost['whole']:.2f} ms)",
                 "<= +0.1 ms/call" if name == "streamed + partials" else "-",
