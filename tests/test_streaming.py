@@ -207,3 +207,31 @@ def test_an_interrupted_greedy_call_on_the_embedded_model_continues_to_the_same_
     assert continued.usage_metadata == whole.usage_metadata  # each token counted once
     resumed.finished()
     assert store.count() == 0
+
+
+@pytest.mark.slow
+def test_sift_eval_killed_mid_question_continues_the_call_in_flight_when_rerun(tmp_path):
+    import json
+
+    sample = Path(__file__).parent / "data" / "gsm8k_sample.jsonl"
+    server = FaultServer(flatten(script_for(["4"], ["4"])), token_delay=0.05).start()
+    server.replies["direct"] = LONG_SOLUTION  # the CoT baseline: a long call
+    try:
+        cache = tmp_path / "cache.sqlite"
+        model = ["--model", "openai:test-model", "--base-url", server.base_url]
+        command = ["eval", "--dataset", str(sample), "--limit", "1", *model, "--cache", str(cache)]
+        process = start_sift(*command, "--out", str(tmp_path / "out"))
+        wait_until(lambda: saved_tokens(cache) >= 32, "32 tokens of the baseline saved", timeout=60)
+        process.kill()
+        process.communicate(timeout=30)
+        saved = saved_tokens(cache)
+        before = len(server.requests)
+        rerun = start_sift(*command, "--out", str(tmp_path / "out"))
+        _, err = rerun.communicate(timeout=120)
+        assert rerun.returncode == 0, err
+        continued = [r for r in server.requests[before:] if r["messages"][-1]["role"] == "assistant"]
+        assert len(continued) == 1 and len(continued[0]["messages"][-1]["content"].split()) == saved
+        records = [json.loads(line) for path in (tmp_path / "out").glob("*.jsonl") for line in path.open()]
+        assert records and saved_tokens(cache) == 0
+    finally:
+        server.stop()
