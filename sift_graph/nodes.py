@@ -21,32 +21,12 @@ from sift_graph.cache import RUN_CACHES, RunCache, call_store
 from sift_graph.calls import ModelReply, acall_model, call_model
 from sift_graph.context import SiftContext, context_of
 from sift_graph.models.specs import aresolve_model, resolve_model
-from sift_graph.state import Role, RoleUsage, SiftState, role_usage, validate_question
-from sift_graph.steps import (
-    STEPS,
-    ModelStep,
-    NextStep,
-    consensus_update,
-    current_round,
-    prediction_from,
-    predictions_agree,
-    sticker_from,
-)
+from sift_graph.state import Role, RoleUsage, SiftState, role_usage
+from sift_graph.steps import ModelStep, NextStep, consensus_update, current_round
 
-__all__ = [
-    "STEPS",
-    "InlineStep",
-    "ModelNode",
-    "ModelStep",
-    "check_consensus",
-    "context_of",
-    "current_round",
-    "prediction_from",
-    "predictions_agree",
-    "sticker_from",
-    "usage_update",
-    "validate_question",
-]
+# Only what is defined here: the steps, the context and question validation are public
+# from their own modules (steps, context, state).
+__all__ = ["InlineStep", "ModelNode", "call_cache", "check_consensus", "usage_update"]
 
 
 def usage_update(role: Role, reply: ModelReply) -> dict[str, dict[str, RoleUsage]]:

@@ -185,16 +185,25 @@ class ResultSet:
     torn_lines: int
 
 
+def load_result_set(config_path: Path) -> ResultSet:
+    """The result set a `<dataset>-<digest>.config.json` describes, with its records;
+    ValueError naming the file when the description cannot be read."""
+    try:
+        description = json.loads(config_path.read_text(encoding="utf-8"))
+        dataset, digest, config = description["dataset"], description["digest"], description["config"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"results: unreadable result-set description {config_path}: {exc}") from exc
+    results_path = config_path.with_name(config_path.name[: -len(CONFIG_SUFFIX)] + ".jsonl")
+    raw, torn = read_records(results_path)
+    return ResultSet(dataset, digest, config, effective_records(raw), torn)
+
+
+def result_set_descriptions(out_dir: str | Path) -> list[Path]:
+    """The result-set descriptions in a folder, by name."""
+    return sorted(Path(out_dir).glob(f"*{CONFIG_SUFFIX}"))
+
+
 def load_result_sets(out_dir: str | Path) -> list[ResultSet]:
     """Every result set in a folder, in a stable order (dataset, then model, then digest)."""
-    found = []
-    for config_path in sorted(Path(out_dir).glob(f"*{CONFIG_SUFFIX}")):
-        try:
-            description = json.loads(config_path.read_text(encoding="utf-8"))
-            dataset, digest, config = description["dataset"], description["digest"], description["config"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"results: unreadable result-set description {config_path}: {exc}") from exc
-        results_path = config_path.with_name(config_path.name[: -len(CONFIG_SUFFIX)] + ".jsonl")
-        raw, torn = read_records(results_path)
-        found.append(ResultSet(dataset, digest, config, effective_records(raw), torn))
+    found = [load_result_set(config_path) for config_path in result_set_descriptions(out_dir)]
     return sorted(found, key=lambda s: (s.dataset, str(s.config.get("model")), s.digest))

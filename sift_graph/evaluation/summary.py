@@ -70,11 +70,6 @@ def shares_of(exits: dict[str, dict[str, int]]) -> dict[str, float]:
     return {key: (cell["questions"] / total if total else 0.0) for key, cell in exits.items()}
 
 
-def exit_shares(records: Sequence[Record]) -> dict[str, float]:
-    """Share of questions that stopped with a consensus at each stage, and at the fallback."""
-    return shares_of(exit_counts(records))
-
-
 def accuracy_cell(outcomes: Sequence[bool]) -> dict[str, Any]:
     correct, n = sum(outcomes), len(outcomes)
     low, high = wilson_interval(correct, n)
