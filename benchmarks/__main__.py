@@ -250,6 +250,17 @@ def resume_rows(args: argparse.Namespace) -> list[Row]:
                 None if before else lost < 0.05,
             )
         )
+    seams = resume.measure_seams()
+    rows.append(
+        _row(
+            "7 resume",
+            f"seams: {seams.replies} greedy GSM8K replies (embedded model) cut after each token, re-tokenized",
+            f"{seams.differing} of {seams.cuts} cuts re-tokenize differently ({seams.differing / seams.cuts:.1%}); "
+            f"{seams.replies_with_one} of {seams.replies} replies have one",
+            "-",
+            None,
+        )
+    )
     cost = resume.run_cost(repeats=3 if args.quick else 5)
     for name in ("streamed", "streamed + partials"):
         extra = cost[name] - cost["whole"]

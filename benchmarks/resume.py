@@ -220,4 +220,44 @@ def run_cost(calls: int = 100, repeats: int = 5) -> dict[str, float]:
         }
 
 
-__all__ = ["CALL_TOKENS", "SAVE_EVERY_TOKENS", "run_cost", "run_resume"]
+# --- the seam: a partial's text re-tokenized --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SeamResult:
+    cuts: int
+    differing: int
+    """Cuts whose text re-tokenizes to other tokens than those generated."""
+    replies: int
+    replies_with_one: int
+
+
+def measure_seams(questions: int = 20, tokens: int = 64) -> SeamResult:
+    """A server continues a partial from its text, tokenized anew: where that differs from
+    the tokens the model generated, a greedy continuation can differ from the uninterrupted
+    reply. Greedy replies of the embedded model (fp32) to GSM8K questions, each cut after
+    every token from 8 to `tokens` - 8."""
+    from langchain_core.messages import HumanMessage
+
+    from sift_graph.evaluation.datasets import load_dataset
+    from sift_graph.models import resolve_model
+    from sift_graph.models.specs import LoadOptions
+    from sift_graph.prompts import direct_prompt
+
+    model: Any = resolve_model("default", options=LoadOptions(dtype="float32"))
+    asked = [question.question for question in load_dataset("gsm8k", limit=questions)[1]]
+    requests = [model._request([HumanMessage(direct_prompt(q))], None, {"max_tokens": tokens}) for q in asked]
+    replies = [future.result().tokens for future in [model.scheduler.submit(r) for r in requests]]
+    cuts = differing = with_one = 0
+    for reply in replies:
+        seams = 0
+        for cut in range(8, min(len(reply), tokens - 7)):
+            text = model.tokenizer.decode(reply[:cut], skip_special_tokens=True)
+            seams += model.tokenizer(text, add_special_tokens=False)["input_ids"] != reply[:cut]
+            cuts += 1
+        differing += seams
+        with_one += seams > 0
+    return SeamResult(cuts, differing, len(replies), with_one)
+
+
+__all__ = ["CALL_TOKENS", "SAVE_EVERY_TOKENS", "measure_seams", "run_cost", "run_resume"]
