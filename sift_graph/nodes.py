@@ -58,8 +58,10 @@ class ModelNode(Runnable[SiftState, dict[str, Any]]):
         self.name = name
         self.step = step
 
-    def _finish(self, state: SiftState, reply: ModelReply, runtime: Runtime[Any]) -> dict[str, Any]:
-        update, event = self.step.update(state, reply)
+    def _finish(
+        self, state: SiftState, reply: ModelReply, context: SiftContext, runtime: Runtime[Any]
+    ) -> dict[str, Any]:
+        update, event = self.step.update(state, reply, context)
         runtime.stream_writer(event)
         if "run_token" not in state:  # the run's first call names its layer of the call cache
             update["run_token"] = uuid.uuid4().hex
@@ -74,7 +76,7 @@ class ModelNode(Runnable[SiftState, dict[str, Any]]):
             cache = call_cache(state, context)
             prompt, number = self.step.prompt(state), current_round(state)
             reply = call_model(model, self.step.role, prompt, context, config, cache, number)
-        return self._finish(state, reply, runtime)
+        return self._finish(state, reply, context, runtime)
 
     async def ainvoke(self, input: SiftState, config: RunnableConfig | None = None, **kwargs: Any) -> dict[str, Any]:
         state, runtime = input, get_runtime()
@@ -85,7 +87,7 @@ class ModelNode(Runnable[SiftState, dict[str, Any]]):
             cache = call_cache(state, context)
             prompt, number = self.step.prompt(state), current_round(state)
             reply = await acall_model(model, self.step.role, prompt, context, config, cache, number)
-        return self._finish(state, reply, runtime)
+        return self._finish(state, reply, context, runtime)
 
 
 class InlineStep(Runnable[SiftState, Any]):

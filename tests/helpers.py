@@ -49,6 +49,18 @@ EVERY_STAGE = script_for(["1", "2", "3"], ["4", "5", "6"], direct="9")
 STAGE_TEXT = re.compile(rf"\[round \d+\] ({'|'.join(ROLES)}): ")
 """How a stage's own tokens open in `sift serve`'s reasoning (its event line names its kind instead)."""
 
+AGREE_ON_18 = {
+    "sticker": STICKER,
+    "forward": FORWARD_STICKER,
+    "inverse": INVERSE_STICKER,
+    "predict_sticker": boxed("18"),
+    "predict_query_sticker": boxed("18"),
+    "direct": boxed("3"),
+}
+"""Every question agrees at stage 1 on 18; the CoT answer is always 3 (on the GSM8K sample
+of tests/data, 18 is right for the first question only, 3 for the second only)."""
+
+
 FAST_RETRY = RetryPolicy(
     max_attempts=4, initial_interval=0.01, backoff_factor=1.0, jitter=False, retry_on=is_transient_fault
 )

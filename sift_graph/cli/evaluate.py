@@ -4,6 +4,10 @@
         --limit 200 --concurrency 8 --out runs/
     sift report runs/
 
+    # self-consistency beside it: CoT sampled 8 times (SC@1, 2, 4, 8), into the same folder
+    sift eval --dataset gsm8k --model openai:llama3 --base-url http://localhost:8000/v1 \
+        --limit 200 --out runs/ --sc 8 --temperature 0.7 --top-p 0.95
+
 Bad input exits with status 2 and one line; a model that fails on every question
 exits with status 1, and so does a run stopped because its model server went away
 (several questions in a row could not reach it), after printing the table of what is
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import sys
 import time
 from collections.abc import Iterator
@@ -57,21 +62,40 @@ def add_eval_commands(commands: Any) -> None:
     evaluate.add_argument(
         "--samples", type=int, default=1, help="runs per question, with --temperature > 0 (majority vote)"
     )
+    evaluate.add_argument(
+        "--sc",
+        type=int,
+        default=None,
+        metavar="K",
+        help="self-consistency instead of SIFT: the CoT baseline sampled K times (--temperature > 0 and "
+        "--top-p as given, seeds SEED + k), voted SC@1, 2, 4, ..., K; its own result set, which the table "
+        "and 'sift report' show beside the SIFT result set of the same model in --out",
+    )
     add_model_arguments(evaluate)
     # Not given: the persistent cache beside the checkpoints (`default_eval_cache`).
     evaluate.set_defaults(run=eval_command, cache=None)
 
     report = commands.add_parser("report", help="tables, JSON and a plot from an eval results folder")
     report.add_argument("dir", help="the folder 'sift eval --out' wrote to")
+    report.add_argument(
+        "--variants",
+        action="store_true",
+        help="print the table of SIFT's variants that the records answer without a new call (stage "
+        "budgets, the query+sticker fallback) instead of the accuracy table; the files are written as always",
+    )
     report.set_defaults(run=report_command)
 
 
 def _check_counts(args: argparse.Namespace) -> None:
-    for flag, value in (("--limit", args.limit), ("--concurrency", args.concurrency), ("--samples", args.samples)):
+    counts = (("--limit", args.limit), ("--concurrency", args.concurrency), ("--samples", args.samples))
+    for flag, value in (*counts, ("--sc", args.sc)):
         if value is not None and value < 1:
             raise UsageError(f"{flag}: expected an integer >= 1, got {value}")
-    if args.samples > 1 and args.temperature <= 0:
-        raise UsageError("--samples > 1 needs --temperature > 0 (greedy runs would all be the same)")
+    for flag, value in (("--samples", args.samples), ("--sc", args.sc)):
+        if value is not None and value > 1 and args.temperature <= 0:
+            raise UsageError(f"{flag} > 1 needs --temperature > 0 (greedy runs would all be the same)")
+    if args.sc is not None and args.samples > 1:
+        raise UsageError("--sc and --samples: self-consistency runs no SIFT to repeat; give one of them")
 
 
 def pick_concurrency(given: int | None, model: Any) -> tuple[int, str]:
@@ -98,7 +122,8 @@ def eval_command(args: argparse.Namespace, out: TextIO | None = None, progress: 
         args.cache = default_eval_cache()
     context = context_from_args(args)
     open_call_cache(context)
-    store = ResultStore(args.out, dataset, EvalConfig.from_context(context))
+    config = EvalConfig.for_self_consistency(context) if args.sc else EvalConfig.from_context(context)
+    store = ResultStore(args.out, dataset, config)
     with held_results(store):
         return evaluate(args, store, questions, context, out, progress)
 
@@ -138,8 +163,9 @@ def evaluate(
     from sift_graph.evaluation.runner import RunOutcome, run_eval
 
     dataset = store.dataset
-    wanted = len(questions) * args.samples
-    wanted_keys = {(q.id, sample, q.sha) for q in questions for sample in range(args.samples)}
+    samples = args.sc or args.samples
+    wanted = len(questions) * samples
+    wanted_keys = {(q.id, sample, q.sha) for q in questions for sample in range(samples)}
     done = len(store.done_keys() & wanted_keys)
     print(f"results: {store.path} ({done} of {wanted} already done)", file=progress, flush=True)
     outcome: RunOutcome | None = None
@@ -157,9 +183,10 @@ def evaluate(
                 questions,
                 store=store,
                 context=context,
-                samples=args.samples,
+                samples=samples,
                 concurrency=concurrency,
                 progress=progress,
+                self_consistency=bool(args.sc),
             )
         )
         if outcome.stopped is None and outcome.finished and outcome.errors == outcome.finished:
@@ -167,11 +194,33 @@ def evaluate(
     # The table covers exactly the questions asked for, whatever else the result set holds.
     records = [record for record in store.records() if record_key(record) in wanted_keys]
     result_set = ResultSet(dataset, store.config.digest(), store.config.as_dict(), records, read_records(store.path)[1])
-    print(format_text(summarize_sets([result_set])), file=out, flush=True)
+    summaries = beside_sift(result_set, store.out_dir, questions) if args.sc else summarize_sets([result_set])
+    print(format_text(summaries), file=out, flush=True)
     print(f"\n(sift report {args.out} writes the Markdown table, JSON summary and plot)", file=progress, flush=True)
     if outcome is not None and outcome.stopped is not None:
         raise ModelFault(f"stopped: {outcome.stopped}; {outcome.left} not started: rerun the same command to resume")
     return 0
+
+
+def beside_sift(sc: ResultSet, out_dir: Path, questions: list[Question]) -> list[dict[str, Any]]:
+    """The summaries that show an SC result set: beside each SIFT result set of the same
+    model in the folder (on the questions asked for), else alone."""
+    from sift_graph.evaluation.report import summarize_sets
+    from sift_graph.evaluation.results import load_result_sets
+
+    asked = {(question.id, question.sha) for question in questions}
+    others = [
+        dataclasses.replace(
+            found, records=[record for record in found.records if (record["id"], record["question_sha"]) in asked]
+        )
+        for found in load_result_sets(out_dir)
+        if found.dataset == sc.dataset and found.digest != sc.digest
+    ]
+    return [
+        summary
+        for summary in summarize_sets([sc, *others])
+        if any(entry["config_digest"] == sc.digest for entry in summary.get("self_consistency") or [])
+    ]
 
 
 def report_command(args: argparse.Namespace, out: TextIO | None = None, progress: TextIO | None = None) -> int:
@@ -183,7 +232,7 @@ def report_command(args: argparse.Namespace, out: TextIO | None = None, progress
     if not Path(args.dir).is_dir():
         raise UsageError(f"no such results folder {args.dir!r}")
     try:
-        text, written = write_report(args.dir)
+        text, written = write_report(args.dir, variants=args.variants)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     print(text, file=out, flush=True)

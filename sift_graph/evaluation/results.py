@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from sift_graph import prompts
-from sift_graph.context import SiftContext
+from sift_graph.context import SiftContext, setting_specs
 from sift_graph.evaluation.records import record_problem
 from sift_graph.locks import file_lock
 
@@ -33,6 +33,8 @@ RECORD_FORMAT = 3
 """Bumped when records change meaning, so that old and new never share a result set."""
 
 CONFIG_SUFFIX = ".config.json"
+SELF_CONSISTENCY = "self-consistency"
+"""The `method` of a result set of sampled CoT solves (see `EvalConfig.for_self_consistency`)."""
 
 
 def prompts_version() -> str:
@@ -50,13 +52,24 @@ class EvalConfig:
     settings: Mapping[str, Any]
     prompts: str = field(default_factory=prompts_version)
     record_format: int = RECORD_FORMAT
+    method: str | None = None
+    """None: CoT and SIFT per (question, sample); SELF_CONSISTENCY: CoT samples alone."""
 
     @classmethod
     def from_context(cls, context: SiftContext) -> EvalConfig:
         return cls(settings=context.result_settings())
 
+    @classmethod
+    def for_self_consistency(cls, context: SiftContext) -> EvalConfig:
+        """The result set of self-consistency's CoT samples: the settings a direct solve
+        reads (SIFT's round settings and variants change none of its samples)."""
+        sift_only = {spec.name for spec in setting_specs(type(context)) if spec.sift_only}
+        settings = {name: value for name, value in context.result_settings().items() if name not in sift_only}
+        return cls(settings=settings, method=SELF_CONSISTENCY)
+
     def as_dict(self) -> dict[str, Any]:
-        return {**self.settings, "prompts": self.prompts, "record_format": self.record_format}
+        method = {} if self.method is None else {"method": self.method}  # absent: digests made before it stay
+        return {**self.settings, "prompts": self.prompts, "record_format": self.record_format, **method}
 
     def digest(self) -> str:
         canonical = json.dumps(self.as_dict(), sort_keys=True)

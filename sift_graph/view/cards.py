@@ -10,8 +10,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sift_graph.evaluation.diagnostics import invented_numbers, numbers_in
 from sift_graph.evaluation.records import PREDICTION_ROLES, STAGE_OF_ROUND_KIND
+from sift_graph.sticker import invented_numbers, numbers_in
 
 ROUND_KIND_LABELS = {
     "sticker": "stage 1: sticker generated",

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sift_graph.evaluation.consistency import is_self_consistency
 from sift_graph.evaluation.report import (
     PLOT_FILE,
     detail_header,
@@ -95,16 +96,18 @@ def load_set(config_path: Path) -> LoadedSet:
     result_set = load_result_set(config_path)
     try:
         summary = summarize_sets([result_set])[0]
-        rows = question_rows(result_set.records)
+        # self-consistency's samples: its SC@k table, no SIFT rounds to list question by question
+        listed = [] if is_self_consistency(result_set) else result_set.records
+        rows = question_rows(listed)
     except (KeyError, TypeError, IndexError, AttributeError, ValueError) as exc:
         # a line that passes for a record (`records.record_problem`) but is not what the runner writes
         raise ValueError(f"results: {set_id(config_path)}.jsonl holds a foreign record ({exc!r})") from exc
-    records = {row["key"]: record for row, record in zip(rows, _ok(result_set), strict=True)}
+    records = {row["key"]: record for row, record in zip(rows, _ok(listed), strict=True)}
     return LoadedSet(set_id(config_path), config_path.parent, result_set, summary, rows, records)
 
 
-def _ok(result_set: ResultSet) -> list[Record]:
-    return [record for record in result_set.records if record["status"] == "ok"]
+def _ok(records: list[Record]) -> list[Record]:
+    return [record for record in records if record["status"] == "ok"]
 
 
 @dataclass
