@@ -128,7 +128,16 @@ def test_a_field_without_a_scope_is_refused_naming_it():
 
 def test_the_scope_split():
     deployment = {spec.name for spec in setting_specs() if spec.deployment}
-    assert deployment == {"model", "dtype", "base_url", "api_key", "cache", "request_timeout"}
+    assert deployment == {
+        "model",
+        "dtype",
+        "base_url",
+        "api_key",
+        "cache",
+        "request_timeout",
+        "partials",
+        "continuation",
+    }
     assert set(run_settings(SiftContext())) == {
         "forward_rounds", "inverse_rounds", "max_stage", "fallback_answer", "sticker_check",
         "max_tokens", "temperature", "top_p", "seed", "comparator",
