@@ -67,7 +67,15 @@ class Prediction(TypedDict):
     the call cache), or the fallback given as input. Absent in runs of earlier versions."""
 
 
-USAGE_COUNTERS = ("calls", "input_tokens", "output_tokens", "reused_calls", "stored_calls")
+USAGE_COUNTERS = (
+    "calls",
+    "input_tokens",
+    "output_tokens",
+    "reused_calls",
+    "stored_calls",
+    "continued_calls",
+    "continued_tokens",
+)
 
 
 class RoleUsage(TypedDict):
@@ -81,6 +89,11 @@ class RoleUsage(TypedDict):
     output_tokens: int
     reused_calls: NotRequired[int]
     stored_calls: NotRequired[int]
+    continued_calls: NotRequired[int]
+    """Calls that continued the partial reply an interrupt had left (counted in `calls`
+    once: the tokens of both parts are in `output_tokens`, once each)."""
+    continued_tokens: NotRequired[int]
+    """Of `output_tokens`, those the continued calls' interrupted tries had generated."""
 
 
 class RoundRecord(TypedDict):
@@ -111,6 +124,10 @@ def role_usage(**counts: int) -> RoleUsage:
         usage["reused_calls"] = reused
     if stored := counts.get("stored_calls", 0):
         usage["stored_calls"] = stored
+    if continued := counts.get("continued_calls", 0):
+        usage["continued_calls"] = continued
+    if continued_tokens := counts.get("continued_tokens", 0):
+        usage["continued_tokens"] = continued_tokens
     return usage
 
 

@@ -29,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 
+from sift_graph.live import LiveText, StageText
 from sift_graph.narration import format_event
 from sift_graph.serve.errors import ApiError, api_error_for, bad_request
 from sift_graph.serve.guard import DeploymentSettingsGuard
@@ -165,14 +166,20 @@ class OpenAIRoutes:
                 run.cancel()
 
     async def _chunks(self, run: Run, chat: ChatRequest, first: RunItem, stamp: Stamp) -> AsyncIterator[str]:
-        """The stream: each stage as reasoning the moment it is in, then the solution,
-        the finish (with the `sift` object), the usage if asked for, and [DONE]."""
+        """The stream: each stage's tokens as reasoning while they are generated (`live`)
+        and its event when it is in, then the solution, the finish (with the `sift`
+        object), the usage if asked for, and [DONE]."""
         try:
             yield sse(chunk_payload({"role": "assistant", "content": ""}, stamp))
-            events, item = [], first
+            events, item, live = [], first, LiveText()
             while not isinstance(item, RunFinished):
-                events.append(item)
-                yield sse(chunk_payload({"reasoning_content": format_event(item) + "\n"}, stamp))
+                if isinstance(item, StageText):
+                    reasoning = live.add(item)
+                else:
+                    events.append(item)
+                    reasoning = format_event(item) + "\n"
+                if reasoning:
+                    yield sse(chunk_payload({"reasoning_content": reasoning}, stamp))
                 item = await run.next()
             output = item.output
             yield sse(chunk_payload({"content": output.get("response") or ""}, stamp))

@@ -2,7 +2,8 @@
 `max_concurrency` at once, checkpointed under its own thread.
 
 A run's task streams the graph (`astream`, so its two predictions are two concurrent
-requests) and queues each stage event as it happens, then the output. The request
+requests) and queues each stage's tokens as they are generated and each stage event as
+it happens, then the output. The request
 handler reads that queue; cancelling the task (the client hung up) cancels the model
 calls in flight, and the finished steps stay in the checkpoint store, so
 `sift solve --resume THREAD` can finish the run.
@@ -25,6 +26,7 @@ from sift_graph.checkpoints import RUN_DURABILITY
 from sift_graph.context import SiftContext
 from sift_graph.events import StageEvent
 from sift_graph.graph import build_sift_graph
+from sift_graph.live import StageText, stage_text
 from sift_graph.locks import run_lock
 from sift_graph.runs import new_thread_id, run_config
 from sift_graph.serve.errors import RunCancelled, ServerBusy
@@ -32,7 +34,7 @@ from sift_graph.serve.settings import ServeSettings
 from sift_graph.serve.store import open_store
 from sift_graph.state import output_of
 
-_STREAM_MODES: list[StreamMode] = ["custom", "values"]
+_STREAM_MODES: list[StreamMode] = ["custom", "values", "messages"]
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,7 @@ class RunFinished:
     """The run's `SiftOutput`."""
 
 
-RunItem = StageEvent | RunFinished
+RunItem = StageEvent | StageText | RunFinished
 
 
 @contextlib.asynccontextmanager
@@ -82,6 +84,9 @@ class Run:
                 async for mode, chunk in stream:  # (mode, chunk) pairs: stream_mode is a list
                     if mode == "custom":
                         self._items.put_nowait(chunk)
+                    elif mode == "messages":  # a stage's tokens as they are generated
+                        if (text := stage_text(*chunk)) is not None:
+                            self._items.put_nowait(text)
                     else:
                         output = output_of(chunk)
         except asyncio.CancelledError:
@@ -93,7 +98,7 @@ class Run:
             self._items.put_nowait(RunFinished(output))
 
     async def next(self) -> RunItem:
-        """The next stage event, or the output at the end; the run's error if it failed."""
+        """The next stage text or event, or the output at the end; the run's error if it failed."""
         item = await self._items.get()
         if isinstance(item, BaseException):
             raise item
@@ -103,7 +108,8 @@ class Run:
         """Every stage event and the output, once the run is over."""
         events: list[StageEvent] = []
         while not isinstance(item := await self.next(), RunFinished):
-            events.append(item)
+            if not isinstance(item, StageText):
+                events.append(item)
         return events, item.output
 
     def cancel(self) -> None:
