@@ -142,3 +142,14 @@ def test_bash_blocks_run(block: Block, tmp_path: Path):
             ["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
         )
         assert done.returncode == 0, f"{block}: `{command}` exited {done.returncode}\n{done.stdout}\n{done.stderr}"
+
+
+def test_the_readme_links_resolve():
+    # The README is not a page of the site (whose strict build checks every link), so its
+    # links to the pages, results and images are checked here.
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text)
+    local = [target for target in targets if "://" not in target]
+    assert local, "the README links to the docs"
+    missing = [target for target in local if not (ROOT / target).exists()]
+    assert not missing, f"README links to files that do not exist: {missing}"
