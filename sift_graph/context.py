@@ -281,3 +281,44 @@ def context_of(runtime: Runtime[Any]) -> SiftContext:
     if not isinstance(context, SiftContext):
         raise ValueError(f"context: expected a SiftContext or a mapping of its fields, got {type(context).__name__}")
     return context
+
+
+# --- run and deployment settings (a minimal stand-in until issue 21's scopes land) -------
+
+DEPLOYMENT_SETTINGS = frozenset({"model", "base_url", "api_key", "cache", "dtype", "request_timeout"})
+"""What only a deployment chooses: which model, its server and key, the cache, the dtype."""
+
+
+def run_settings(context: SiftContext) -> dict[str, Any]:
+    """The run-scope settings of `context` (what a client may send a server), by name."""
+    return {
+        spec.name: getattr(context, spec.name)
+        for spec in setting_specs(type(context))
+        if spec.name not in DEPLOYMENT_SETTINGS
+    }
+
+
+def deployment_settings_from_env() -> dict[str, Any]:
+    """A served run's deployment settings, from the server's `SIFT_<FIELD>` variables."""
+    import os
+
+    return {
+        spec.name: spec.value_type(os.environ[f"SIFT_{spec.name.upper()}"])
+        for spec in setting_specs()
+        if spec.name in DEPLOYMENT_SETTINGS and not spec.secret and os.environ.get(f"SIFT_{spec.name.upper()}")
+    }
+
+
+def deployed_context_class() -> type[SiftContext]:
+    """A served graph's context schema: SiftContext with the deployment's `SIFT_<FIELD>`
+    settings as its defaults (a client's context then names run settings only)."""
+    defaults = deployment_settings_from_env()
+    fields = [
+        (item.name, item.type, field(default=defaults[item.name], metadata=item.metadata))
+        for item in dataclasses.fields(SiftContext)
+        if item.name in defaults
+    ]
+    namespace = {"__module__": __name__}
+    return dataclasses.make_dataclass(
+        "DeployedSiftContext", fields, bases=(SiftContext,), namespace=namespace, kw_only=True
+    )

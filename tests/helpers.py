@@ -188,3 +188,50 @@ def sift_serve(*args: str, log: os.PathLike[str], env: dict[str, str] | None = N
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def wait_until_up(url: str, process: subprocess.Popen[Any], log: Path, timeout: float = 120) -> None:
+    """Until `langgraph dev` at `url` answers /ok; fails with its log if it exits or never does."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"langgraph dev exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        if _answers(f"{url}/ok"):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"langgraph dev did not come up in {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+@contextmanager
+def langgraph_dev(log: Path, env: dict[str, str], *args: str) -> Iterator[str]:
+    """`langgraph dev ARGS` serving this checkout's langgraph.json on a free loopback port,
+    with `env` over this environment, its output in `log`; yields its URL. Stopped by its
+    process group at the end."""
+    port = free_port()
+    environment = {
+        **os.environ,
+        "LANGGRAPH_CLI_NO_ANALYTICS": "1",
+        "LANGSMITH_TRACING": "false",
+        "PYTHONPATH": str(ROOT),
+        **env,
+    }
+    command = [str(Path(sys.executable).parent / "langgraph"), "dev", "--no-browser", "--no-reload"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--config", str(ROOT / "langgraph.json"), *args]
+    with open(log, "w") as log_file:
+        # langgraph.json's paths are relative to the working folder; the server keeps
+        # its in-memory state in .langgraph_api/ there (ignored by git).
+        process = subprocess.Popen(
+            command, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, env=environment, start_new_session=True
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url, process, log)
+        yield url
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()

@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from sift_graph.checkpoints import checkpoint_kind, default_checkpoints, sqlite_file
 from sift_graph.cli.common import (
@@ -32,10 +32,13 @@ from sift_graph.cli.common import (
     open_call_cache,
     quiet_transformers,
 )
-from sift_graph.context import SiftContext
+from sift_graph.context import DEPLOYMENT_SETTINGS, SiftContext, setting_specs
 from sift_graph.evaluation.datasets import DatasetError, Question, dataset_names, load_dataset
 from sift_graph.evaluation.results import EvalConfig, ResultSet, ResultStore, read_records, record_key
 from sift_graph.locks import LockHeld
+
+if TYPE_CHECKING:
+    from sift_graph.evaluation.runner import RunOutcome
 
 DEFAULT_OUT = "sift-eval"
 DEFAULT_CONCURRENCY = 4
@@ -56,6 +59,19 @@ def add_eval_commands(commands: Any) -> None:
     evaluate.add_argument("--out", default=DEFAULT_OUT, help=f"results folder (default {DEFAULT_OUT}); rerun to resume")
     evaluate.add_argument(
         "--samples", type=int, default=1, help="runs per question, with --temperature > 0 (majority vote)"
+    )
+    evaluate.add_argument(
+        "--server",
+        metavar="URL",
+        default=None,
+        help="run every question on this LangGraph server (langgraph dev or a deployment; its API key from "
+        "LANGGRAPH_API_KEY): its deployment chooses the model, the flags here only the run settings",
+    )
+    evaluate.add_argument(
+        "--assistant",
+        default=None,
+        metavar="NAME_OR_ID",
+        help="with --server: the assistant that runs SIFT (default: the 'sift' graph's own)",
     )
     add_model_arguments(evaluate)
     # Not given: the persistent cache beside the checkpoints (`default_eval_cache`).
@@ -94,6 +110,8 @@ def eval_command(args: argparse.Namespace, out: TextIO | None = None, progress: 
         dataset, questions = load_dataset(args.dataset, args.limit)
     except DatasetError as exc:
         raise UsageError(str(exc)) from exc
+    if args.server is not None:
+        return evaluate_on_server(args, questions, dataset, out, progress)
     if args.cache is None:
         args.cache = default_eval_cache()
     context = context_from_args(args)
@@ -134,16 +152,10 @@ def evaluate(
     out: TextIO,
     progress: TextIO,
 ) -> int:
-    from sift_graph.evaluation.report import format_text, summarize_sets
-    from sift_graph.evaluation.runner import RunOutcome, run_eval
+    from sift_graph.evaluation.runner import run_eval
 
-    dataset = store.dataset
-    wanted = len(questions) * args.samples
-    wanted_keys = {(q.id, sample, q.sha) for q in questions for sample in range(args.samples)}
-    done = len(store.done_keys() & wanted_keys)
-    print(f"results: {store.path} ({done} of {wanted} already done)", file=progress, flush=True)
     outcome: RunOutcome | None = None
-    if done < wanted:
+    if announce_results(store, questions, args.samples, progress):
         quiet_transformers()
         started = time.monotonic()
         print(f"call cache: {context.cache}", file=progress, flush=True)
@@ -162,16 +174,97 @@ def evaluate(
                 progress=progress,
             )
         )
-        if outcome.stopped is None and outcome.finished and outcome.errors == outcome.finished:
-            raise ModelFault(f"every question failed, e.g. {outcome.first_error}")
-    # The table covers exactly the questions asked for, whatever else the result set holds.
-    records = [record for record in store.records() if record_key(record) in wanted_keys]
-    result_set = ResultSet(dataset, store.config.digest(), store.config.as_dict(), records, read_records(store.path)[1])
+        check_not_all_failed(outcome)
+    return print_results(args, store, questions, outcome, out, progress)
+
+
+def wanted_keys(questions: list[Question], samples: int) -> set[tuple[str, int, str]]:
+    """The result keys of every (question, sample) asked for."""
+    return {(q.id, sample, q.sha) for q in questions for sample in range(samples)}
+
+
+def announce_results(store: ResultStore, questions: list[Question], samples: int, progress: TextIO) -> int:
+    """Say where the results go and how many are done; the number still to do."""
+    wanted = wanted_keys(questions, samples)
+    done = len(store.done_keys() & wanted)
+    print(f"results: {store.path} ({done} of {len(wanted)} already done)", file=progress, flush=True)
+    return len(wanted) - done
+
+
+def print_results(
+    args: argparse.Namespace,
+    store: ResultStore,
+    questions: list[Question],
+    outcome: RunOutcome | None,
+    out: TextIO,
+    progress: TextIO,
+) -> int:
+    """The table of the questions asked for, whatever else the result set holds; exit 1
+    (ModelFault) for a run that stopped because its server went away."""
+    from sift_graph.evaluation.report import format_text, summarize_sets
+
+    wanted = wanted_keys(questions, args.samples)
+    records = [record for record in store.records() if record_key(record) in wanted]
+    result_set = ResultSet(
+        store.dataset, store.config.digest(), store.config.as_dict(), records, read_records(store.path)[1]
+    )
     print(format_text(summarize_sets([result_set])), file=out, flush=True)
     print(f"\n(sift report {args.out} writes the Markdown table, JSON summary and plot)", file=progress, flush=True)
     if outcome is not None and outcome.stopped is not None:
         raise ModelFault(f"stopped: {outcome.stopped}; {outcome.left} not started: rerun the same command to resume")
     return 0
+
+
+def check_not_all_failed(outcome: RunOutcome) -> None:
+    if outcome.stopped is None and outcome.finished and outcome.errors == outcome.finished:
+        raise ModelFault(f"every question failed, e.g. {outcome.first_error}")
+
+
+def evaluate_on_server(
+    args: argparse.Namespace, questions: list[Question], dataset: str, out: TextIO, progress: TextIO
+) -> int:
+    """`sift eval --server URL`: the same results, table and exit codes as a local eval,
+    every run on the server. What the server cannot do is found before any question."""
+    from sift_graph.evaluation.server import (
+        SIFT_GRAPH,
+        ServerUnusable,
+        connect,
+        open_client,
+        run_server_eval,
+        server_config,
+    )
+
+    refuse_deployment_flags(args)
+    assistant = args.assistant or SIFT_GRAPH
+    context = context_from_args(argparse.Namespace(**{**vars(args), "cache": "run"}))
+    concurrency = args.concurrency or DEFAULT_CONCURRENCY
+
+    async def run() -> int:
+        client = open_client(args.server)
+        try:
+            target = await connect(client, args.server, assistant)
+        except ServerUnusable as exc:
+            raise UsageError(str(exc)) from exc
+        store = ResultStore(args.out, dataset, server_config(context, target))
+        with held_results(store):
+            announce_results(store, questions, args.samples, progress)
+            print(f"server: {args.server}, assistant {assistant}; concurrency: {concurrency}", file=progress)
+            pace = {"samples": args.samples, "concurrency": concurrency, "progress": progress}
+            outcome = await run_server_eval(
+                questions, client=client, target=target, store=store, context=context, **pace
+            )
+            check_not_all_failed(outcome)
+            return print_results(args, store, questions, outcome, out, progress)
+
+    return asyncio.run(run())
+
+
+def refuse_deployment_flags(args: argparse.Namespace) -> None:
+    """With --server, the deployment owns the model, its server, key, cache and dtype:
+    a flag naming one is refused rather than silently ignored."""
+    for spec in setting_specs():
+        if spec.name in DEPLOYMENT_SETTINGS and getattr(args, spec.name, None) not in (None, spec.default):
+            raise UsageError(f"{spec.flag}: chosen by the server's deployment, not by --server's client")
 
 
 def report_command(args: argparse.Namespace, out: TextIO | None = None, progress: TextIO | None = None) -> int:

@@ -18,7 +18,7 @@ import dataclasses
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -72,6 +72,27 @@ def sample_context(context: SiftContext, sample: int) -> SiftContext:
     return dataclasses.replace(context, seed=(context.seed or 0) + sample)
 
 
+def error_body(exc: BaseException) -> dict[str, Any]:
+    """What a record of a (question, sample) that failed keeps: one line, and whether the
+    model server could not be reached at all (several in a row stop the run)."""
+    return {"status": "error", "error": describe_fault(exc), "unreachable": is_unreachable(exc)}
+
+
+def task_record(task: Task, body: dict[str, Any], started: float) -> dict[str, Any]:
+    """The stored record of `task`: what it is, `body` (`build_record`'s or `error_body`'s)
+    and how long it took since `started` (`time.monotonic()`)."""
+    return {
+        "id": task.question.id,
+        "sample": task.sample,
+        "question_sha": task.question.sha,
+        "question": task.question.question,
+        "gold": task.question.answer,
+        **body,
+        "seconds": round(time.monotonic() - started, 3),
+        "finished_at": time.time(),
+    }
+
+
 async def evaluate_one(task: Task, sift_graph: Any, cot_graph: Any, context: SiftContext) -> dict[str, Any]:
     """The record of one (question, sample): CoT, then SIFT with the CoT's reply as its
     fallback, or the error (a failed CoT means SIFT does not start)."""
@@ -83,17 +104,8 @@ async def evaluate_one(task: Task, sift_graph: Any, cot_graph: Any, context: Sif
         sift = await sift_graph.ainvoke({"question": question, "fallback": cot["fallback"]}, context=context)
         body = build_record(task.question, cot, sift, context.comparator)
     except Exception as exc:  # one bad question must not stop the run; a rerun retries it
-        body = {"status": "error", "error": describe_fault(exc), "unreachable": is_unreachable(exc)}
-    return {
-        "id": task.question.id,
-        "sample": task.sample,
-        "question_sha": task.question.sha,
-        "question": task.question.question,
-        "gold": task.question.answer,
-        **body,
-        "seconds": round(time.monotonic() - started, 3),
-        "finished_at": time.time(),
-    }
+        body = error_body(exc)
+    return task_record(task, body, started)
 
 
 UNREACHABLE_IN_A_ROW = 3
@@ -164,6 +176,28 @@ async def run_eval(
 
     `context.model` should be a loaded model (or a spec): every task shares it.
     """
+    sift_graph, cot_graph = build_sift_graph().compile(), build_cot_graph().compile()
+
+    async def evaluate(task: Task) -> dict[str, Any]:
+        return await evaluate_one(task, sift_graph, cot_graph, context)
+
+    return await run_tasks(
+        questions, evaluate, store=store, samples=samples, concurrency=concurrency, progress=progress
+    )
+
+
+async def run_tasks(
+    questions: Sequence[Question],
+    evaluate: Callable[[Task], Awaitable[dict[str, Any]]],
+    *,
+    store: ResultStore,
+    samples: int = 1,
+    concurrency: int = 4,
+    progress: TextIO | None = sys.stderr,
+) -> RunOutcome:
+    """Every (question, sample) not yet in `store` through `evaluate` (which returns its
+    `task_record`, never raises), at most `concurrency` at a time, each record stored the
+    moment it is made: the loop shared by a local eval and one on a LangGraph server."""
     if concurrency < 1:
         raise ValueError(f"concurrency: expected an integer >= 1, got {concurrency!r}")
     if samples < 1:
@@ -176,7 +210,6 @@ async def run_eval(
     tasks = pending_tasks(questions, samples, done)
     tally = _Tally(record for record in existing if record_key(record) in wanted and record["status"] == "ok")
     session, session_started = uuid.uuid4().hex[:12], time.time()
-    sift_graph, cot_graph = build_sift_graph().compile(), build_cot_graph().compile()
     queue: asyncio.Queue[Task] = asyncio.Queue()
     for task in tasks:
         queue.put_nowait(task)
@@ -202,7 +235,7 @@ async def run_eval(
                 task = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            record = await evaluate_one(task, sift_graph, cot_graph, context)
+            record = await evaluate(task)
             record.update(
                 dataset=store.dataset, config=store.config.digest(), session=session, session_started=session_started
             )
