@@ -6,7 +6,7 @@ deployment's own (model, its server, cache) default to its `SIFT_<FIELD>` variab
 """
 
 from sift_graph import build_sift_graph
-from sift_graph.context import deployed_context_class
+from sift_graph.deployment import deployed_context_class
 
 builder = build_sift_graph()
 builder.context_schema = deployed_context_class()

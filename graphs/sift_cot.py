@@ -6,7 +6,7 @@ Built like graphs/sift.py: the library's uncompiled builder, the deployment's se
 as its context's defaults, compiled without a checkpointer (the server brings its own).
 """
 
-from sift_graph.context import deployed_context_class
+from sift_graph.deployment import deployed_context_class
 from sift_graph.evaluation.runner import build_cot_graph
 
 builder = build_cot_graph()

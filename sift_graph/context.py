@@ -296,29 +296,3 @@ def run_settings(context: SiftContext) -> dict[str, Any]:
         for spec in setting_specs(type(context))
         if spec.name not in DEPLOYMENT_SETTINGS
     }
-
-
-def deployment_settings_from_env() -> dict[str, Any]:
-    """A served run's deployment settings, from the server's `SIFT_<FIELD>` variables."""
-    import os
-
-    return {
-        spec.name: spec.value_type(os.environ[f"SIFT_{spec.name.upper()}"])
-        for spec in setting_specs()
-        if spec.name in DEPLOYMENT_SETTINGS and not spec.secret and os.environ.get(f"SIFT_{spec.name.upper()}")
-    }
-
-
-def deployed_context_class() -> type[SiftContext]:
-    """A served graph's context schema: SiftContext with the deployment's `SIFT_<FIELD>`
-    settings as its defaults (a client's context then names run settings only)."""
-    defaults = deployment_settings_from_env()
-    fields = [
-        (item.name, item.type, field(default=defaults[item.name], metadata=item.metadata))
-        for item in dataclasses.fields(SiftContext)
-        if item.name in defaults
-    ]
-    namespace = {"__module__": __name__}
-    return dataclasses.make_dataclass(
-        "DeployedSiftContext", fields, bases=(SiftContext,), namespace=namespace, kw_only=True
-    )

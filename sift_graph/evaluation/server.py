@@ -7,7 +7,7 @@ round by round. A run's context holds only the run settings (`context.run_settin
 the deployment owns its model, its server, keys and files.
 
 Resumable without repeats: before a run is created, its thread id is appended (fsynced)
-to `<result set>.threads.jsonl` beside the results. A rerun of a killed eval finds the
+to `<result set>.threads` beside the results. A rerun of a killed eval finds the
 thread of each run it had started, and joins the run there (still going or finished)
 instead of starting another; only a thread with no run yet gets one. A run that ended
 in failure on the server is retried on a new thread, `SERVER_ATTEMPTS` runs at most per
@@ -35,7 +35,8 @@ SIFT_GRAPH = "sift"
 COT_GRAPH = "sift_cot"
 SERVER_ATTEMPTS = 2
 """Runs of one method of one (question, sample) an eval creates at most (one retry)."""
-THREADS_SUFFIX = ".threads.jsonl"
+THREADS_SUFFIX = ".threads"
+"""JSON lines, one per thread created (not `.jsonl`: the results folder's `*.jsonl` are results)."""
 Key = tuple[str, int, str]
 
 
@@ -180,7 +181,7 @@ class ServerEval:
     journal: ThreadJournal
     context: SiftContext
     label: str
-    """Thread metadata naming the result set, so an eval's threads can be found."""
+    """Thread metadata naming the result set (its file), so an eval's threads can be found."""
 
     async def values(self, task: Task, method: str, assistant: str, graph_input: dict[str, Any]) -> dict[str, Any]:
         """The final state of `method`'s run of `task`: joined where the journal has one
@@ -260,7 +261,7 @@ async def run_server_eval(
 ) -> RunOutcome:
     """Evaluate every (question, sample) not yet in `store` on the server, at most
     `concurrency` runs in flight (one per question: its CoT run, then its SIFT run)."""
-    runs = ServerEval(client, target, ThreadJournal(journal_path(store)), context, store.path.stem)
+    runs = ServerEval(client, target, ThreadJournal(journal_path(store)), context, str(store.path.resolve()))
     return await run_tasks(
         questions, runs.evaluate, store=store, samples=samples, concurrency=concurrency, progress=progress
     )
