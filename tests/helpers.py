@@ -6,12 +6,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,6 +21,7 @@ from langgraph.types import RetryPolicy
 
 from sift_graph.faults import is_transient_fault
 from sift_graph.testing import ScriptedChatModel, script_for
+from sift_graph.testing.langgraph_dev import answers, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -119,12 +118,6 @@ def wait_for_call(log: Path, role: str, call: int, process: subprocess.Popen[str
 # --- servers on loopback ------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
     """Poll `condition` until it holds; fail naming `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
@@ -154,14 +147,6 @@ def serving(app: Any) -> Iterator[str]:
         thread.join(timeout=30)
 
 
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2):
-            return True
-    except OSError:
-        return False
-
-
 @contextmanager
 def sift_serve(*args: str, log: os.PathLike[str], env: dict[str, str] | None = None) -> Iterator[tuple[str, Any]]:
     """`sift serve ARGS` in its own process on a free loopback port, its output in `log`;
@@ -176,7 +161,7 @@ def sift_serve(*args: str, log: os.PathLike[str], env: dict[str, str] | None = N
         )
     url = f"http://127.0.0.1:{port}/v1"
     try:
-        wait_until(lambda: _answers(f"{url}/models") or process.poll() is not None, "sift serve to listen", 60)
+        wait_until(lambda: answers(f"{url}/models") or process.poll() is not None, "sift serve to listen", 60)
         if process.poll() is not None:
             raise RuntimeError(f"sift serve exited with {process.returncode}")
         yield url, process
@@ -190,48 +175,11 @@ def sift_serve(*args: str, log: os.PathLike[str], env: dict[str, str] | None = N
             process.wait()
 
 
-def wait_until_up(url: str, process: subprocess.Popen[Any], log: Path, timeout: float = 120) -> None:
-    """Until `langgraph dev` at `url` answers /ok; fails with its log if it exits or never does."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"langgraph dev exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        if _answers(f"{url}/ok"):
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"langgraph dev did not come up in {timeout} s:\n{log.read_text()[-3000:]}")
-
-
 @contextmanager
 def langgraph_dev(log: Path, env: dict[str, str], *args: str) -> Iterator[str]:
-    """`langgraph dev ARGS` serving this checkout's langgraph.json on a free loopback port,
-    with `env` over this environment, its output in `log`; yields its URL. Stopped by its
-    process group at the end."""
-    port = free_port()
-    environment = {
-        **os.environ,
-        "LANGGRAPH_CLI_NO_ANALYTICS": "1",
-        "LANGSMITH_TRACING": "false",
-        "PYTHONPATH": str(ROOT),
-        **env,
-    }
-    command = [str(Path(sys.executable).parent / "langgraph"), "dev", "--no-browser", "--no-reload"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--config", str(ROOT / "langgraph.json"), *args]
-    with open(log, "w") as log_file:
-        # langgraph.json's paths are relative to the working folder; the server keeps
-        # its in-memory state in .langgraph_api/ there (ignored by git).
-        process = subprocess.Popen(
-            command, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, env=environment, start_new_session=True
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(url, process, log)
+    """`langgraph dev ARGS` serving this checkout's langgraph.json on a free loopback port
+    (`sift_graph.testing.langgraph_dev`); yields its URL."""
+    from sift_graph.testing.langgraph_dev import langgraph_dev as start
+
+    with start(ROOT, log, env, *args) as url:
         yield url
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
