@@ -1,6 +1,7 @@
 """SIFT's OpenAI-compatible API (`sift serve`'s routes) as the LangGraph server's custom
 HTTP app (langgraph.json `http.app`): one deployment serves the LangGraph API (Studio,
-the SDK) and `/v1/models`, `/v1/chat/completions` side by side.
+the SDK) and `/v1/models`, `/v1/chat/completions` side by side, and `/view/` shows the
+deployment's own runs read-only (`sift view`'s pages, by thread id).
 
 Configured from the server's environment: `SIFT_MODEL`, `SIFT_MAX_TOKENS` and the other
 `SIFT_<FIELD>` settings, `OPENAI_API_KEY` / `OPENAI_BASE_URL` for an `openai:` model,

@@ -12,13 +12,10 @@ configuration digest (`result_settings`). A new setting is one new field.
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from langchain_core.caches import BaseCache
 from langchain_core.language_models import BaseChatModel
@@ -34,18 +31,21 @@ from sift_graph.models.specs import (
     LoadOptions,
     validate_model_spec,
 )
+from sift_graph.setting_spec import SettingSpec as SettingSpec  # still public here
+from sift_graph.setting_spec import specs_of_fields
 
 Dtype = Literal["auto", "bfloat16", "float32"]
+FallbackAnswer = Literal["cot", "query_sticker"]
+StickerCheck = Literal["none", "numbers"]
+SIFT_STAGES = (1, 2, 3)
+"""SIFT's stages: the first round, forward optimization, inverse generation (+ FO)."""
 
 MAX_ROUNDS = 16
 """The most forward (and, apart, inverse) rounds a run may ask for. The paper runs one of
 each; its iterative-optimization study gains little after a few. Past this a run is
 almost surely a typo (`--forward-rounds 1000`), and each round costs two full solves."""
 
-# Field metadata keys beyond react-agent's "description":
-#   "flag":    the CLI flag, when it is not `--` + the name with dashes;
-#   "secret":  never stored with a run, never part of a digest, hidden from `repr`;
-#   "results": False for a setting that cannot change an answer (left out of the digest).
+# Field metadata: "description" (the help text) and the keys `setting_spec` reads.
 
 
 @dataclass(kw_only=True)
@@ -63,10 +63,44 @@ class SiftContext:
         },
     )
     forward_rounds: int = field(
-        default=1, metadata={"description": "rounds of forward optimization after the first round (paper: 1)"}
+        default=1,
+        metadata={"description": "rounds of forward optimization after the first round (paper: 1)", "sift_only": True},
     )
     inverse_rounds: int = field(
-        default=1, metadata={"description": "rounds of inverse generation + forward optimization (paper: 1)"}
+        default=1,
+        metadata={"description": "rounds of inverse generation + forward optimization (paper: 1)", "sift_only": True},
+    )
+    max_stage: int = field(
+        default=3,
+        metadata={
+            "description": "a budget in stages: the last SIFT stage to run, 1 (the first round only), "
+            "2 (+ forward optimization) or 3 (+ inverse generation: the paper's method); past it, "
+            "the fallback answers",
+            "omit_default": True,
+            "sift_only": True,
+            "scope": "run",
+        },
+    )
+    fallback_answer: FallbackAnswer = field(
+        default="cot",
+        metadata={
+            "description": "the answer where no round agreed: 'cot' (a direct chain-of-thought solve, the "
+            "paper's) or 'query_sticker' (the last round's query+sticker prediction: no further call)",
+            "omit_default": True,
+            "sift_only": True,
+            "scope": "run",
+        },
+    )
+    sticker_check: StickerCheck = field(
+        default="none",
+        metadata={
+            "description": "a check in code after each forward optimization: 'none' (the paper's) or "
+            "'numbers' (drop the sticker's conditions that state a number the question does not, "
+            "unless none would be left)",
+            "omit_default": True,
+            "sift_only": True,
+            "scope": "run",
+        },
     )
     max_tokens: int = field(default=1024, metadata={"description": "new-token limit of every model call"})
     temperature: float = field(default=0.0, metadata={"description": "sampling temperature; 0 is greedy decoding"})
@@ -137,6 +171,8 @@ class SiftContext:
                 raise ValueError(f"{name}: expected an integer >= 0, got {value!r}")
             if value > MAX_ROUNDS:
                 raise ValueError(f"{name}: at most {MAX_ROUNDS} rounds (each costs two full solves), got {value}")
+        if self.max_stage not in SIFT_STAGES or isinstance(self.max_stage, bool):
+            raise ValueError(f"max_stage: expected 1, 2 or 3, got {self.max_stage!r}")
         if isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int) or self.max_tokens < 1:
             raise ValueError(f"max_tokens: expected an integer >= 1, got {self.max_tokens!r}")
         if not _is_number(self.temperature) or not 0 <= self.temperature <= 2:
@@ -155,10 +191,10 @@ class SiftContext:
             raise ValueError(
                 f"cache: expected 'run', 'off', a SQLite file or a LangChain BaseCache, got {self.cache!r}"
             )
-        if self.comparator not in ("math", "string"):
-            raise ValueError(f"comparator: expected 'math' or 'string', got {self.comparator!r}")
-        if self.dtype not in typing.get_args(Dtype):
-            raise ValueError(f"dtype: expected 'auto', 'bfloat16' or 'float32', got {self.dtype!r}")
+        for spec in setting_specs(type(self)):  # a Literal field: one of its values
+            if spec.choices and (value := getattr(self, spec.name)) not in spec.choices:
+                *others, last = (repr(choice) for choice in spec.choices)
+                raise ValueError(f"{spec.name}: expected {', '.join(others)} or {last}, got {value!r}")
         # One spelling per value: 0 and 0.0 are one setting (and one eval digest).
         self.temperature = float(self.temperature)
         self.request_timeout = float(self.request_timeout)
@@ -167,6 +203,14 @@ class SiftContext:
     @property
     def connection(self) -> Connection:
         return Connection(base_url=self.base_url, api_key=self.api_key, timeout=self.request_timeout)
+
+    @property
+    def round_budget(self) -> tuple[int, int]:
+        """(forward rounds, inverse rounds) the run may spend: none in stages past `max_stage`."""
+        return (
+            self.forward_rounds if self.max_stage >= 2 else 0,
+            self.inverse_rounds if self.max_stage >= 3 else 0,
+        )
 
     @property
     def load_options(self) -> LoadOptions:
@@ -185,12 +229,19 @@ class SiftContext:
     def result_settings(self) -> dict[str, Any]:
         """The settings that can change an answer (the evaluation's configuration digest).
         `top_p` and `seed` are left out of greedy runs, and `dtype` out of runs whose model
-        is served or given as an instance: there they do nothing."""
+        is served or given as an instance: there they do nothing. A stage budget is
+        stated as the rounds it leaves (`--max-stage 1` is `--forward-rounds 0
+        --inverse-rounds 0`: one run, one digest), and a setting marked "omit_default" is
+        left out at its default."""
         settings = {
             spec.name: getattr(self, spec.name)
             for spec in setting_specs(type(self))
-            if spec.changes_results and not spec.secret
+            if spec.changes_results
+            and not spec.secret
+            and not (spec.omit_default and getattr(self, spec.name) == spec.default)
         }
+        settings["forward_rounds"], settings["inverse_rounds"] = self.round_budget
+        settings.pop("max_stage", None)
         if not self.temperature > 0:
             settings["top_p"] = settings["seed"] = None  # greedy decoding ignores both
         if not isinstance(self.model, str) or self.model.startswith(SERVED_PREFIX):
@@ -219,55 +270,9 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-@dataclass(frozen=True)
-class SettingSpec:
-    """One run setting, as the CLI and the stores see it (derived from a context field)."""
-
-    name: str
-    flag: str
-    default: Any
-    description: str
-    value_type: type
-    """What a command-line value is parsed as: int, float or str."""
-    choices: tuple[str, ...] | None
-    secret: bool
-    changes_results: bool
-
-
-def _value_type(hint: Any) -> tuple[type, tuple[str, ...] | None]:
-    """int, float or str (with its choices for a Literal) from a field's type hint."""
-    if typing.get_origin(hint) is Literal:
-        return str, tuple(str(choice) for choice in typing.get_args(hint))
-    if typing.get_origin(hint) in (Union, types.UnionType):
-        kinds = [_value_type(arg) for arg in typing.get_args(hint) if arg is not type(None)]
-        for kind in kinds:
-            if kind[0] is not object:
-                return kind
-        return str, None
-    if hint in (int, float, str):
-        return hint, None
-    return object, None
-
-
 def setting_specs(context_class: type[SiftContext] = SiftContext) -> tuple[SettingSpec, ...]:
     """Every setting of `context_class` (SiftContext or a subclass), in field order."""
-    hints = typing.get_type_hints(context_class)
-    specs = []
-    for item in dataclasses.fields(context_class):
-        value_type, choices = _value_type(hints[item.name])
-        specs.append(
-            SettingSpec(
-                name=item.name,
-                flag=item.metadata.get("flag") or "--" + item.name.replace("_", "-"),
-                default=item.default,
-                description=item.metadata.get("description", ""),
-                value_type=str if value_type is object else value_type,
-                choices=choices,
-                secret=bool(item.metadata.get("secret", False)),
-                changes_results=bool(item.metadata.get("results", True)),
-            )
-        )
-    return tuple(specs)
+    return specs_of_fields(context_class)
 
 
 def context_of(runtime: Runtime[Any]) -> SiftContext:
@@ -281,18 +286,3 @@ def context_of(runtime: Runtime[Any]) -> SiftContext:
     if not isinstance(context, SiftContext):
         raise ValueError(f"context: expected a SiftContext or a mapping of its fields, got {type(context).__name__}")
     return context
-
-
-# --- run and deployment settings (a minimal stand-in until issue 21's scopes land) -------
-
-DEPLOYMENT_SETTINGS = frozenset({"model", "base_url", "api_key", "cache", "dtype", "request_timeout"})
-"""What only a deployment chooses: which model, its server and key, the cache, the dtype."""
-
-
-def run_settings(context: SiftContext) -> dict[str, Any]:
-    """The run-scope settings of `context` (what a client may send a server), by name."""
-    return {
-        spec.name: getattr(context, spec.name)
-        for spec in setting_specs(type(context))
-        if spec.name not in DEPLOYMENT_SETTINGS
-    }

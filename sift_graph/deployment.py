@@ -1,6 +1,6 @@
 """The deployment's own settings on a served path (a minimal stand-in until issue 21 lands):
 which model, its server, the cache and dtype come from the server's environment,
-`SIFT_<FIELD>`, and a client's context names run settings only (`context.run_settings`).
+`SIFT_<FIELD>`, and a client's context names run settings only (`run_settings`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,19 @@ import os
 from dataclasses import field
 from typing import Any
 
-from sift_graph.context import DEPLOYMENT_SETTINGS, SiftContext, setting_specs
+from sift_graph.context import SiftContext, setting_specs
+
+DEPLOYMENT_SETTINGS = frozenset({"model", "base_url", "api_key", "cache", "dtype", "request_timeout"})
+"""What only a deployment chooses: which model, its server and key, the cache, the dtype."""
+
+
+def run_settings(context: SiftContext) -> dict[str, Any]:
+    """The run-scope settings of `context` (what a client may send a server), by name."""
+    return {
+        spec.name: getattr(context, spec.name)
+        for spec in setting_specs(type(context))
+        if spec.name not in DEPLOYMENT_SETTINGS
+    }
 
 
 def deployment_settings_from_env() -> dict[str, Any]:

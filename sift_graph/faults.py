@@ -1,8 +1,8 @@
 """Which model-call failures are worth retrying.
 
 A retry helps when the fault is the network's or the server's load (connection refused
-or reset, a timeout, HTTP 408/409/429/5xx). It cannot help bad input, a wrong key or
-a missing model (4xx), nor a bug: those fail at once with the original error.
+or reset, a timeout, HTTP 408/409/429/500/502/503/504). It cannot help bad input, a wrong
+key or a missing model (other 4xx), nor a bug: those fail at once with the original error.
 """
 
 from __future__ import annotations

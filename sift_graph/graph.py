@@ -5,6 +5,8 @@
            forward_optimize <-------------------------------------+ (forward rounds left)
            inverse_generate -> forward_optimize <-----------------+ (inverse rounds left)
            direct_answer -> END <---------------------------------+ (budget spent)
+                                  END <---------------------------------+ (budget spent,
+                                                                           fallback_answer="query_sticker")
 
 The two predictions are one superstep apart from nothing else, so they run concurrently
 (threads under `invoke`, tasks under `ainvoke`), and `check_consensus` waits for both.

@@ -21,32 +21,12 @@ from sift_graph.cache import RUN_CACHES, RunCache, call_store
 from sift_graph.calls import ModelReply, acall_model, call_model
 from sift_graph.context import SiftContext, context_of
 from sift_graph.models.specs import aresolve_model, resolve_model
-from sift_graph.state import Role, RoleUsage, SiftState, role_usage, validate_question
-from sift_graph.steps import (
-    STEPS,
-    ModelStep,
-    NextStep,
-    consensus_update,
-    current_round,
-    prediction_from,
-    predictions_agree,
-    sticker_from,
-)
+from sift_graph.state import Role, RoleUsage, SiftState, role_usage
+from sift_graph.steps import ModelStep, NextStep, consensus_update
 
-__all__ = [
-    "STEPS",
-    "InlineStep",
-    "ModelNode",
-    "ModelStep",
-    "check_consensus",
-    "context_of",
-    "current_round",
-    "prediction_from",
-    "predictions_agree",
-    "sticker_from",
-    "usage_update",
-    "validate_question",
-]
+# Only what is defined here: the steps, the context and question validation are public
+# from their own modules (steps, context, state).
+__all__ = ["InlineStep", "ModelNode", "call_cache", "check_consensus", "usage_update"]
 
 
 def usage_update(role: Role, reply: ModelReply) -> dict[str, dict[str, RoleUsage]]:
@@ -76,8 +56,10 @@ class ModelNode(Runnable[SiftState, dict[str, Any]]):
         self.name = name
         self.step = step
 
-    def _finish(self, state: SiftState, reply: ModelReply, runtime: Runtime[Any]) -> dict[str, Any]:
-        update, event = self.step.update(state, reply)
+    def _finish(
+        self, state: SiftState, reply: ModelReply, context: SiftContext, runtime: Runtime[Any]
+    ) -> dict[str, Any]:
+        update, event = self.step.update(state, reply, context)
         runtime.stream_writer(event)
         if "run_token" not in state:  # the run's first call names its layer of the call cache
             update["run_token"] = uuid.uuid4().hex
@@ -91,7 +73,7 @@ class ModelNode(Runnable[SiftState, dict[str, Any]]):
             model = resolve_model(context.model, context.connection, context.load_options)
             cache = call_cache(state, context)
             reply = call_model(model, self.step.role, self.step.prompt(state), context, config, cache)
-        return self._finish(state, reply, runtime)
+        return self._finish(state, reply, context, runtime)
 
     async def ainvoke(self, input: SiftState, config: RunnableConfig | None = None, **kwargs: Any) -> dict[str, Any]:
         state, runtime = input, get_runtime()
@@ -101,7 +83,7 @@ class ModelNode(Runnable[SiftState, dict[str, Any]]):
             model = await aresolve_model(context.model, context.connection, context.load_options)
             cache = call_cache(state, context)
             reply = await acall_model(model, self.step.role, self.step.prompt(state), context, config, cache)
-        return self._finish(state, reply, runtime)
+        return self._finish(state, reply, context, runtime)
 
 
 class InlineStep(Runnable[SiftState, Any]):

@@ -168,7 +168,8 @@ class SiftOutput(TypedDict):
     answer: str | None
     """The extracted final answer of the chosen prediction."""
     response: str
-    """Full text of the chosen prediction (P_QS on agreement, else the direct solve)."""
+    """Full text of the chosen prediction (P_QS on agreement, else the direct solve, or
+    the last round's P_QS with `fallback_answer="query_sticker"`)."""
     consensus_round: int | None
     """1-based round that reached consensus, or None when the fallback answered."""
     sticker: Sticker | None

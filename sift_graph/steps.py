@@ -15,7 +15,7 @@ from typing import Any, Literal
 from sift_graph import prompts
 from sift_graph.answers import Comparator, answers_agree, extract_answer
 from sift_graph.calls import ModelReply
-from sift_graph.context import SiftContext
+from sift_graph.context import FallbackAnswer, SiftContext
 from sift_graph.events import (
     PredictionRole,
     StageEvent,
@@ -35,9 +35,12 @@ from sift_graph.state import (
     usage_since,
     validate_question,
 )
-from sift_graph.sticker import parse_sticker
+from sift_graph.sticker import parse_sticker, without_invented_conditions
 
 StepResult = tuple[dict[str, Any], StageEvent]
+Update = Callable[[SiftState, ModelReply, SiftContext], StepResult]
+"""A model step's update: the state changes and the stage event of its reply (the run's
+settings at hand, for the variants that change what a reply becomes)."""
 
 
 def current_round(state: SiftState) -> int:
@@ -91,7 +94,7 @@ def sticker_prompt(state: SiftState) -> str:
     return prompts.sticker_prompt(validate_question(state.get("question")))
 
 
-def sticker_update(state: SiftState, reply: ModelReply) -> StepResult:
+def sticker_update(state: SiftState, reply: ModelReply, context: SiftContext) -> StepResult:
     sticker = sticker_from(reply)
     return {"sticker": sticker, "round_kind": "sticker"}, sticker_event(1, "sticker", sticker)
 
@@ -102,8 +105,10 @@ def forward_prompt(state: SiftState) -> str:
     return prompts.forward_prompt(state["question"], source["text"])
 
 
-def forward_update(state: SiftState, reply: ModelReply) -> StepResult:
+def forward_update(state: SiftState, reply: ModelReply, context: SiftContext) -> StepResult:
     sticker = sticker_from(reply)
+    if context.sticker_check == "numbers":
+        sticker = without_invented_conditions(sticker, state["question"])
     kind: RoundKind = "inverse" if state.get("draft_sticker") else "forward"
     update = {"sticker": sticker, "round_kind": kind}  # the draft stays until the round is recorded
     return update, sticker_event(current_round(state), kind, sticker)
@@ -116,7 +121,7 @@ def inverse_prompt(state: SiftState) -> str:
     return prompts.inverse_prompt(last["text"] or last["reasoning"] or "")
 
 
-def inverse_update(state: SiftState, reply: ModelReply) -> StepResult:
+def inverse_update(state: SiftState, reply: ModelReply, context: SiftContext) -> StepResult:
     draft = sticker_from(reply)
     return {"draft_sticker": draft}, inverse_event(current_round(state), draft)
 
@@ -135,8 +140,8 @@ def _round_sticker(state: SiftState) -> Sticker:
     return sticker
 
 
-def prediction_update(role: PredictionRole) -> Callable[[SiftState, ModelReply], StepResult]:
-    def update(state: SiftState, reply: ModelReply) -> StepResult:
+def prediction_update(role: PredictionRole) -> Update:
+    def update(state: SiftState, reply: ModelReply, context: SiftContext) -> StepResult:
         prediction = prediction_from(reply)
         event = prediction_event(
             current_round(state), role, prediction["answer"], prediction["truncated"], prediction["cached"]
@@ -156,7 +161,7 @@ def given_fallback(state: SiftState) -> ModelReply | None:
     return None if given is None else reply_of(given)
 
 
-def direct_update(state: SiftState, reply: ModelReply) -> StepResult:
+def direct_update(state: SiftState, reply: ModelReply, context: SiftContext) -> StepResult:
     prediction = prediction_from(reply)
     update = {"answer": prediction["answer"], "response": prediction["text"], "consensus_round": None}
     return {**update, "fallback": prediction}, direct_event(
@@ -172,7 +177,7 @@ def no_reply_to_reuse(state: SiftState) -> ModelReply | None:
 class ModelStep:
     role: Role
     prompt: Callable[[SiftState], str]
-    update: Callable[[SiftState, ModelReply], StepResult]
+    update: Update
     reuse: Callable[[SiftState], ModelReply | None] = no_reply_to_reuse
     """A reply this step already has, so it makes no call (the fallback given as input)."""
 
@@ -195,9 +200,13 @@ STEPS: dict[str, ModelStep] = {
 NextStep = Literal["forward_optimize", "inverse_generate", "direct_answer", "__end__"]
 
 
-def next_step(rounds: list[RoundRecord], forward_rounds: int, inverse_rounds: int) -> NextStep:
+def next_step(
+    rounds: list[RoundRecord], forward_rounds: int, inverse_rounds: int, fallback_answer: FallbackAnswer = "cot"
+) -> NextStep:
     """Where SIFT goes after a round: stop on agreement, else spend the round budget
-    (forward rounds first, then inverse ones), else fall back to a direct solve."""
+    (forward rounds first, then inverse ones), else fall back: to a direct solve, or
+    (`fallback_answer="query_sticker"`) to the end, answering with the last round's
+    query+sticker prediction."""
     if rounds and rounds[-1]["agreed"]:
         return "__end__"  # langgraph.graph.END
     done = len(rounds)
@@ -205,12 +214,13 @@ def next_step(rounds: list[RoundRecord], forward_rounds: int, inverse_rounds: in
         return "forward_optimize"
     if done < 1 + forward_rounds + inverse_rounds:
         return "inverse_generate"
-    return "direct_answer"
+    return "__end__" if fallback_answer == "query_sticker" else "direct_answer"
 
 
 def consensus_update(state: SiftState, context: SiftContext) -> tuple[dict[str, Any], StageEvent, NextStep]:
     """Record the round (with the calls it made); on agreement, answer with the
-    query+sticker prediction. Also says where the run goes next."""
+    query+sticker prediction, as also when the budget is spent and the fallback is that
+    prediction (then with no consensus round). Also says where the run goes next."""
     number = current_round(state)
     by_sticker, by_query_sticker = state["predict_sticker"], state["predict_query_sticker"]
     assert by_sticker is not None and by_query_sticker is not None  # the join waits for both
@@ -238,6 +248,10 @@ def consensus_update(state: SiftState, context: SiftContext) -> tuple[dict[str, 
         "predict_query_sticker": None,
         "draft_sticker": None,
     }
-    if agreed:
-        update.update(answer=by_query_sticker["answer"], response=by_query_sticker["text"], consensus_round=number)
-    return update, event, next_step([*earlier, record], context.forward_rounds, context.inverse_rounds)
+    goto = next_step([*earlier, record], *context.round_budget, context.fallback_answer)
+    if goto == "__end__":
+        consensus_round = number if agreed else None
+        update.update(
+            answer=by_query_sticker["answer"], response=by_query_sticker["text"], consensus_round=consensus_round
+        )
+    return update, event, goto

@@ -3,6 +3,7 @@ question, stickers and scripts in `sift_graph.testing`)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -17,10 +18,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from langgraph.types import RetryPolicy
+from langgraph.types import RetryPolicy, StateSnapshot
+from pydantic import PrivateAttr
 
+from sift_graph.evaluation.datasets import Question
+from sift_graph.evaluation.results import EvalConfig
 from sift_graph.faults import is_transient_fault
-from sift_graph.testing import ScriptedChatModel, script_for
+from sift_graph.state import role_of_tags
+from sift_graph.testing import (
+    FORWARD_STICKER,
+    INVERSE_STICKER,
+    REFINED_STICKER,
+    STICKER,
+    ScriptedChatModel,
+    boxed,
+    script_for,
+)
 from sift_graph.testing.langgraph_dev import answers, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,6 +42,18 @@ POSTGRES_URL_ENV = "SIFT_TEST_POSTGRES_URL"
 
 EVERY_STAGE = script_for(["1", "2", "3"], ["4", "5", "6"], direct="9")
 """Every round disagrees: a run passes through every stage and ends in the fallback (answer 9)."""
+
+
+AGREE_ON_18 = {
+    "sticker": STICKER,
+    "forward": FORWARD_STICKER,
+    "inverse": INVERSE_STICKER,
+    "predict_sticker": boxed("18"),
+    "predict_query_sticker": boxed("18"),
+    "direct": boxed("3"),
+}
+"""Every question agrees at stage 1 on 18; the CoT answer is always 3 (on the GSM8K sample
+of tests/data, 18 is right for the first question only, 3 for the second only)."""
 
 
 FAST_RETRY = RetryPolicy(
@@ -43,19 +68,69 @@ def flatten(script: dict[str, Any]) -> dict[str, str]:
 
 
 def postgres_url() -> str:
-    """The test PostgreSQL server's URL (scripts/test starts one), else skip the test."""
+    """The test PostgreSQL server's URL (scripts/test starts one), else skip the test:
+    fail it in CI (CI=true), where a skip would pass for a tested PostgreSQL path."""
     url = os.environ.get(POSTGRES_URL_ENV)
     if not url:
-        pytest.skip(f"no PostgreSQL server: set {POSTGRES_URL_ENV} (scripts/test does)")
+        missing = f"no PostgreSQL server: set {POSTGRES_URL_ENV} (scripts/test does)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(missing)
+        pytest.skip(missing)
     return url
 
 
-def broken_model(broken_role: str) -> ScriptedChatModel:
-    """The model whose first `broken_role` call fails. The fault takes a moment, as real
-    ones do, so that a sibling prediction finishes first: a call still in flight when
-    the run stops may be made again on resume (LangGraph cannot save a write once it is
-    stopping), and the fake's replies go by call order."""
-    return ScriptedChatModel(script=EVERY_STAGE, failures={broken_role: 1}, fault_latency=0.2)
+def unsaved_tasks(snapshot: StateSnapshot) -> int:
+    """Tasks of the snapshot's step whose writes are not saved yet (not finished, or
+    finished but not yet written), counted inside running subgraphs too (a snapshot
+    read with `subgraphs=True`)."""
+    return sum(
+        unsaved_tasks(task.state) if isinstance(task.state, StateSnapshot) else int(task.result is None)
+        for task in snapshot.tasks
+    )
+
+
+class BrokenModel(ScriptedChatModel):
+    """Its first `broken_role` call fails (a ConnectionError), but only once every other
+    task of that step has saved its writes (`settled`, polled with a deadline): a call
+    still in flight when a run stops may be made again on resume (LangGraph cannot save
+    a write once it is stopping), and the fake's replies go by call order."""
+
+    broken_role: str
+    settled: Callable[[], bool]
+    _broken: bool = PrivateAttr(default=False)
+    _broken_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    def _breaks_now(self, run_manager: Any) -> bool:
+        """Whether this is the call that fails (the first of `broken_role`)."""
+        with self._broken_lock:
+            first = role_of_tags(list(run_manager.tags)) == self.broken_role and not self._broken
+            self._broken = self._broken or first
+        return first
+
+    def _wait_for_the_step(self) -> None:
+        wait_until(self.settled, f"the tasks beside the broken {self.broken_role} call to save their writes", 30)
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+        if self._breaks_now(run_manager):
+            self._wait_for_the_step()
+        return super()._generate(messages, stop, run_manager, **kwargs)
+
+    async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):
+        if self._breaks_now(run_manager):
+            # A thread of its own, so the event loop runs the sibling tasks meanwhile.
+            await asyncio.to_thread(self._wait_for_the_step)
+        return await super()._agenerate(messages, stop, run_manager, **kwargs)
+
+
+def broken_model(broken_role: str, graph: Any, config: dict[str, Any]) -> BrokenModel:
+    """The model whose first `broken_role` call fails, in the run of `graph` (compiled
+    with a checkpointer) on thread `config`, once the rest of its step is saved."""
+    return BrokenModel(
+        script=EVERY_STAGE,
+        failures={broken_role: 1},
+        broken_role=broken_role,
+        settled=lambda: unsaved_tasks(graph.get_state(config, subgraphs=True)) == 1,
+    )
 
 
 def answer_cli_with(monkeypatch: pytest.MonkeyPatch, model: object) -> None:
@@ -183,3 +258,75 @@ def langgraph_dev(log: Path, env: dict[str, str], *args: str) -> Iterator[str]:
 
     with start(ROOT, log, env, *args) as url:
         yield url
+
+
+TOY_QUESTIONS = [
+    Question("q1", "Ann has 5 pears. How many pears?", "5"),
+    Question("q2", "Bo has 7 figs. How many figs?", "7"),
+    Question("q3", "Cy has 2 plums. How many plums?", "2"),
+]
+
+
+def staged_model(**kwargs: Any) -> ScriptedChatModel:
+    """Run one question at a time, q1 agrees in round 1, q2 in round 2, q3 never (fallback).
+
+    Replies are consumed in call order per role: CoT answers 4 (wrong), 7, 2, and q3's
+    fallback reuses its CoT answer. Each forward optimization returns a new sticker.
+    """
+    return ScriptedChatModel(
+        script={
+            "sticker": STICKER,
+            "forward": [FORWARD_STICKER, REFINED_STICKER, FORWARD_STICKER],
+            "inverse": INVERSE_STICKER,
+            "predict_sticker": [boxed(a) for a in ["5", "4", "7", "1", "2", "3"]],
+            "predict_query_sticker": [boxed(a) for a in ["5", "3", "7", "9", "8", "6"]],
+            "direct": [boxed(a) for a in ["4", "7", "2", "2"]],
+        },
+        **kwargs,
+    )
+
+
+def toy_config(**overrides: Any) -> EvalConfig:
+    """The config of a toy result set (a scripted model; prompts named \"p\")."""
+    settings = dict(
+        model="scripted",
+        base_url=None,
+        max_tokens=64,
+        temperature=0.0,
+        top_p=None,
+        forward_rounds=1,
+        inverse_rounds=1,
+        comparator="math",
+    )
+    return EvalConfig(settings=settings | overrides, prompts="p")
+
+
+def rival_model() -> ScriptedChatModel:
+    """Another method on the toy questions: each question disagrees in round 1 and agrees
+    on 7 in round 2 (right for q2 only, after forward optimization); CoT always answers
+    5 (right for q1 only)."""
+    return ScriptedChatModel(
+        script={
+            "sticker": STICKER,
+            "forward": [FORWARD_STICKER, REFINED_STICKER, FORWARD_STICKER],
+            "inverse": INVERSE_STICKER,
+            "predict_sticker": [boxed(a) for a in ["4", "7"] * 3],
+            "predict_query_sticker": [boxed(a) for a in ["3", "7"] * 3],
+            "direct": boxed("5"),
+        }
+    )
+
+
+async def write_toy_result_sets(folder: Path) -> tuple[str, str]:
+    """Two result sets of the toy questions in `folder` (the staged model's, then the
+    rival's); their ids, as `sift view` names them (`<dataset>-<digest>`)."""
+    from sift_graph.context import SiftContext
+    from sift_graph.evaluation.results import ResultStore
+    from sift_graph.evaluation.runner import run_eval
+
+    ids = []
+    for model, max_tokens in ((staged_model(), 64), (rival_model(), 65)):
+        store = ResultStore(folder, "toy", toy_config(max_tokens=max_tokens))
+        await run_eval(TOY_QUESTIONS, store=store, context=SiftContext(model=model), concurrency=1, progress=None)
+        ids.append(store.path.stem)
+    return ids[0], ids[1]

@@ -51,6 +51,7 @@ def test_the_flags_keep_their_names():
     assert flags == {
         "--model", "--base-url", "--api-key", "--timeout", "--max-tokens", "--temperature", "--top-p",
         "--forward-rounds", "--inverse-rounds", "--comparator", "--seed", "--cache", "--dtype",
+        "--max-stage", "--fallback-answer", "--sticker-check",
     }  # fmt: skip
     help_text = parser_for(SiftContext).format_help()
     assert "new-token limit of every model call (default 1024)" in help_text

@@ -10,15 +10,26 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from sift_graph import build_sift_graph
+from sift_graph.checkpoints import open_checkpointer
 from sift_graph.testing import QUESTION
 
-from helpers import counts, finished, log_of, postgres_url, scripted_spec, start_sift, wait_for_call
+from helpers import (
+    counts,
+    finished,
+    log_of,
+    postgres_url,
+    scripted_spec,
+    start_sift,
+    unsaved_tasks,
+    wait_for_call,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow  # real processes: about 10 s a kill point
 
@@ -69,7 +80,11 @@ def kill_and_resume(tmp_path: Path, clean_run: tuple, role: str, call: int, chec
     )
     thread = doomed.stderr.readline().strip().removeprefix("thread: ")
     wait_for_call(log, role, call, doomed)
-    time.sleep(0.5)  # let a sibling prediction that already answered reach the checkpoint
+    # Let a sibling prediction reach the checkpoint first: the held call's task is then the
+    # only one of its step whose writes are not saved (read from the store, as a resume would).
+    with open_checkpointer(str(checkpoints)) as saver:
+        graph, config = build_sift_graph().compile(checkpointer=saver), {"configurable": {"thread_id": thread}}
+        wait_until(lambda: unsaved_tasks(graph.get_state(config)) == 1, "the held call to be the only unsaved task")
     doomed.send_signal(signal.SIGKILL)
     doomed.wait(timeout=30)
     before_kill = log_of(log)

@@ -46,8 +46,9 @@ def test_a_broken_run_resumes_and_repeats_no_finished_call(checkpoints, broken_r
         graph = build_sift_graph(retry_policy=NO_RETRY).compile(checkpointer=saver)
         clean, clean_calls = clean_run(graph)
 
-        model = broken_model(broken_role)
-        config, context = new_thread(), SiftContext(model=model)
+        config = new_thread()
+        model = broken_model(broken_role, graph, config)
+        context = SiftContext(model=model)
         with pytest.raises(ConnectionError):
             graph.invoke({"question": QUESTION}, config, context=context, durability=RUN_DURABILITY)
         assert graph.get_state(config).next  # stopped part-way, with work saved
@@ -65,8 +66,9 @@ async def test_a_broken_async_run_resumes_and_repeats_no_finished_call(checkpoin
         clean_model = ScriptedChatModel(script=EVERY_STAGE)
         clean = await graph.ainvoke({"question": QUESTION}, new_thread(), context=SiftContext(model=clean_model))
 
-        model = broken_model(broken_role)
-        config, context = new_thread(), SiftContext(model=model)
+        config = new_thread()
+        model = broken_model(broken_role, graph, config)
+        context = SiftContext(model=model)
         with pytest.raises(ConnectionError):
             await graph.ainvoke({"question": QUESTION}, config, context=context, durability=RUN_DURABILITY)
         resumed = await graph.ainvoke(None, config, context=context, durability=RUN_DURABILITY)
@@ -82,10 +84,11 @@ async def test_one_sqlite_file_serves_async_and_sync_runs(tmp_path):
     setting = str(tmp_path / "runs.sqlite")
     clean_model = ScriptedChatModel(script=EVERY_STAGE)
     clean = build_sift_graph().compile().invoke({"question": QUESTION}, context=SiftContext(model=clean_model))
-    model = broken_model("inverse")
-    config, context = new_thread(), SiftContext(model=model)
+    config = new_thread()
     async with aopen_checkpointer(setting) as saver:
         graph = build_sift_graph(retry_policy=NO_RETRY).compile(checkpointer=saver)
+        model = broken_model("inverse", graph, config)
+        context = SiftContext(model=model)
         with pytest.raises(ConnectionError):
             await graph.ainvoke({"question": QUESTION}, config, context=context, durability=RUN_DURABILITY)
         async_history = [state.config async for state in graph.aget_state_history(config)]

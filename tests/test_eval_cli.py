@@ -19,9 +19,9 @@ from sift_graph.evaluation.report import JSON_FILE, MARKDOWN_FILE, PLOT_FILE
 from sift_graph.evaluation.results import read_records
 from sift_graph.evaluation.runner import UNREACHABLE_IN_A_ROW
 from sift_graph.faults import is_unreachable
-from sift_graph.testing import FORWARD_STICKER, INVERSE_STICKER, STICKER, boxed
+from sift_graph.testing import STICKER
 
-from helpers import free_port
+from helpers import AGREE_ON_18, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "tests" / "data" / "gsm8k_sample.jsonl"  # 5 GSM8K questions; gold 18, 3, 70000, 540, 20
@@ -31,16 +31,8 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def script_file(tmp_path: Path, latency: float = 0.0) -> Path:
     """Every question agrees at stage 1 on 18 (right for the first question only);
     the CoT answer is always 3 (right for the second only)."""
-    script = {
-        "sticker": STICKER,
-        "forward": FORWARD_STICKER,
-        "inverse": INVERSE_STICKER,
-        "predict_sticker": boxed("18"),
-        "predict_query_sticker": boxed("18"),
-        "direct": boxed("3"),
-    }
     path = tmp_path / "script.json"
-    path.write_text(json.dumps({"script": script, "latency": latency}), encoding="utf-8")
+    path.write_text(json.dumps({"script": AGREE_ON_18, "latency": latency}), encoding="utf-8")
     return path
 
 

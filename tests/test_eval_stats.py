@@ -6,7 +6,7 @@ import pytest
 
 from sift_graph.answers import answers_agree
 from sift_graph.evaluation.stats import discordant_pairs, majority_vote, mcnemar_exact, wilson_interval
-from sift_graph.evaluation.summary import answer_at, cost_at, exit_shares, summarize, wall_time
+from sift_graph.evaluation.summary import answer_at, cost_at, exit_counts, shares_of, summarize, wall_time
 
 
 def test_wilson_interval_hand_values():
@@ -113,7 +113,7 @@ def test_errors_are_counted_apart_and_never_graded():
     summary = summarize([*RECORDS, failed])
     assert summary["graded"] == 4 and summary["errors"] == 1 and summary["columns"]["cot"]["n"] == 4
     assert summary["error_examples"] == ["ConnectionError: down"]
-    assert exit_shares([]) == {"1": 0.0, "2": 0.0, "3": 0.0, "fallback": 0.0}
+    assert shares_of(exit_counts([])) == {"1": 0.0, "2": 0.0, "3": 0.0, "fallback": 0.0}
 
 
 def test_samples_give_mean_accuracy_and_majority_votes():

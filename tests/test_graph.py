@@ -3,13 +3,15 @@ accounting, records and events."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
+from typing import Any
 
 import pytest
 
 from sift_graph import SiftContext, build_sift_graph
 from sift_graph.graph import next_step
-from sift_graph.state import ROLES
+from sift_graph.state import ROLES, role_of_tags
 from sift_graph.testing import (
     FORWARD_STICKER,
     INVERSE_STICKER,
@@ -18,6 +20,7 @@ from sift_graph.testing import (
     STICKER,
     ScriptedChatModel,
     boxed,
+    script_for,
 )
 
 EXIT_PATHS = [
@@ -177,10 +180,23 @@ def test_the_two_predictions_run_concurrently(graph, scripted):
     assert model.max_in_flight == 2
 
 
-async def test_the_two_predictions_overlap_on_the_async_path(scripted):
-    model = scripted(["4"], ["4"], latency=0.05)
-    await build_sift_graph().compile().ainvoke({"question": QUESTION}, context=SiftContext(model=model))
-    assert model.max_in_flight == 2
+class PredictionsMeet(ScriptedChatModel):
+    """On the async path each prediction waits at `barrier` for the other: made one after
+    the other, the first would time out there and the run would fail."""
+
+    barrier: Any
+
+    async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):
+        if role_of_tags(list(run_manager.tags)).startswith("predict"):
+            await asyncio.wait_for(self.barrier.wait(), timeout=10)
+        return await super()._agenerate(messages, stop, run_manager, **kwargs)
+
+
+async def test_the_two_predictions_overlap_on_the_async_path():
+    model = PredictionsMeet(script=script_for(["4"], ["4"]), barrier=asyncio.Barrier(2))
+    result = await build_sift_graph().compile().ainvoke({"question": QUESTION}, context=SiftContext(model=model))
+    assert result["consensus_round"] == 1
+    assert model.call_counts() == {"sticker": 1, "predict_sticker": 1, "predict_query_sticker": 1}
 
 
 def test_usage_sums_every_call_per_role(graph, scripted):

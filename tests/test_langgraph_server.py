@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -177,6 +178,9 @@ def test_the_openai_routes_are_mounted_beside_the_langgraph_api(server, folder):
     with open_checkpointer(str(folder / "openai-runs.sqlite")) as saver:
         saved = saver.get_tuple({"configurable": {"thread_id": completion.sift["thread_id"]}})
     assert saved is not None and saved.checkpoint["channel_values"]["answer"] == "5"
+    # ... and the deployment shows it, read-only, under /view
+    with urllib.request.urlopen(f"{server}/view/runs/{completion.sift['thread_id']}", timeout=30) as page:
+        assert "Round 1" in page.read().decode()
 
 
 def test_a_client_that_hangs_up_cancels_its_run_inside_the_langgraph_server(server, upstream):

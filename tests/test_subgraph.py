@@ -80,8 +80,9 @@ def test_parent_and_sift_resume_together(checkpoints, broken_role):
         clean_model = ScriptedChatModel(script=EVERY_STAGE)
         clean = graph.invoke({"question": QUESTION}, thread(), context=SiftContext(model=clean_model))
 
-        model = broken_model(broken_role)
-        config, context = thread(), SiftContext(model=model)
+        config = thread()
+        model = broken_model(broken_role, graph, config)
+        context = SiftContext(model=model)
         with pytest.raises(ConnectionError):
             graph.invoke({"question": QUESTION}, config, context=context, durability=RUN_DURABILITY)
         resumed = graph.invoke(None, config, context=context, durability=RUN_DURABILITY)

@@ -1,4 +1,4 @@
-"""The `sift` entry point: one parser, a module per command (`solve`, `evaluate`, `serve`)."""
+"""The `sift` entry point: one parser, a module per command (`solve`, `evaluate`, `serve`, `view`)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from sift_graph.cli.common import (
 from sift_graph.cli.evaluate import add_eval_commands
 from sift_graph.cli.serve import add_serve_command
 from sift_graph.cli.solve import add_solve_command
+from sift_graph.cli.view import add_view_command
 
 
 def build_parser() -> ArgumentParser:
@@ -26,6 +27,7 @@ def build_parser() -> ArgumentParser:
     add_solve_command(commands)
     add_eval_commands(commands)
     add_serve_command(commands)
+    add_view_command(commands)
     return parser
 
 

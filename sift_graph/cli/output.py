@@ -16,11 +16,12 @@ def format_summary(result: Mapping[str, Any], seconds: float) -> str:
     calls = sum(counts["calls"] for counts in usage.values())
     tokens_in = sum(counts["input_tokens"] for counts in usage.values())
     tokens_out = sum(counts["output_tokens"] for counts in usage.values())
-    how = (
-        f"consensus in round {result['consensus_round']}"
-        if result.get("consensus_round")
-        else "fallback: direct chain of thought"
-    )
+    if result.get("consensus_round"):
+        how = f"consensus in round {result['consensus_round']}"
+    elif "direct" in usage:
+        how = "fallback: direct chain of thought"
+    else:  # fallback_answer="query_sticker": no direct call
+        how = "fallback: the last round's query + sticker prediction"
     return (
         f"answer: {result.get('answer') or '(none)'}  ({how})\n"
         f"calls: {calls}  tokens: {tokens_in} in, {tokens_out} out  time: {seconds:.1f} s"

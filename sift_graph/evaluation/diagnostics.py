@@ -9,52 +9,19 @@ versions lack the round details: they count as none.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from sift_graph.answers import answers_agree
 
+# The number check lives with the sticker (SIFT can run it too); still importable from here.
+from sift_graph.sticker import conditions_of as conditions_of
+from sift_graph.sticker import invented_numbers as invented_numbers
+from sift_graph.sticker import numbers_in as numbers_in
+
 Record = dict[str, Any]
 Grader = Callable[[str | None, str | None], bool]
-_NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?")
-_LIST_MARKER = re.compile(r"^\s*\d+\s*[.)]\s", re.MULTILINE)
-_UNITS = [
-    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty",
-]  # fmt: skip
-_NUMBER_WORDS = {word: str(value) for value, word in enumerate(_UNITS)} | {
-    "thirty": "30", "forty": "40", "fifty": "50", "sixty": "60", "seventy": "70", "eighty": "80",
-    "ninety": "90", "hundred": "100", "thousand": "1000", "dozen": "12", "twice": "2", "double": "2",
-    "triple": "3", "half": "0.5", "quarter": "0.25",
-}  # fmt: skip
-_WORD = re.compile(r"\b(" + "|".join(_NUMBER_WORDS) + r")\b", re.IGNORECASE)
-
-
-def numbers_in(text: str) -> set[str]:
-    """The numbers a text states, normalized ("1,200" and "1200.0" are "1200"; "three"
-    is "3"), its list markers ("1. ") aside."""
-    text = _LIST_MARKER.sub(" ", text)
-    found = {_NUMBER_WORDS[word.lower()] for word in _WORD.findall(text)}
-    for raw in _NUMBER.findall(text):
-        value = raw.replace(",", "")
-        if "." in value:
-            value = value.rstrip("0").rstrip(".")
-        found.add(value)
-    return found
-
-
-def conditions_of(sticker: str) -> str:
-    """The conditions part of a sticker's text (the question line states no facts)."""
-    return re.split(r"\*\*\s*question\s*:?\s*\*\*\s*:?", sticker, maxsplit=1, flags=re.IGNORECASE)[0]
-
-
-def invented_numbers(sticker: str, question: str) -> set[str]:
-    """Numbers a sticker's conditions state that the question does not: a fact made up
-    (or a result computed and passed off as a fact). Small counting words aside, a
-    faithful sticker restates only the question's numbers."""
-    return numbers_in(conditions_of(sticker)) - numbers_in(question)
 
 
 def _rounds(records: Iterable[Record]) -> Iterable[tuple[Record, Record, Record | None]]:

@@ -72,9 +72,12 @@ def record_problem(record: Any) -> str | None:
         return "not a result record"
     if record["status"] != "ok":
         return None
-    methods = [record.get("cot"), record.get("sift")]
+    sample_only = record.get("method") == SAMPLE_METHOD
+    methods = [record.get("cot")] if sample_only else [record.get("cot"), record.get("sift")]
     if not all(isinstance(method, dict) and {"answer", "correct", *_COST_KEYS} <= method.keys() for method in methods):
         return "a finished record without its cot and sift results"
+    if sample_only:
+        return None
     if "exit_stage" not in record["sift"]:
         return "a finished record without SIFT's exit stage"
     costs = record.get("stage_costs")
@@ -94,6 +97,30 @@ def saved_calls(*usages: Mapping[str, RoleUsage] | None) -> dict[str, int]:
     }
 
 
+SAMPLE_METHOD = "cot-sample"
+"""The `method` of a record that holds one sampled CoT solve alone (self-consistency's)."""
+
+
+def cot_result(question: Question, cot_output: Mapping[str, Any], comparator: Comparator) -> dict[str, Any]:
+    """The CoT baseline's graded answer, its cost, whether it was cut off, its text."""
+    cost = add_usage(empty_cost(), cot_output.get("usage") or {})
+    return {
+        **method_result(cot_output.get("answer"), question.answer, cost, comparator),
+        "truncated": bool((cot_output.get("fallback") or {}).get("truncated")),
+        "solution": cot_output.get("response"),
+    }
+
+
+def build_sample_record(question: Question, cot_output: Mapping[str, Any], comparator: Comparator) -> dict[str, Any]:
+    """The stored result of one sampled CoT solve (one vote of self-consistency)."""
+    return {
+        "status": "ok",
+        "method": SAMPLE_METHOD,
+        "cot": cot_result(question, cot_output, comparator),
+        "saved_calls": saved_calls(cot_output.get("usage")),
+    }
+
+
 def build_record(
     question: Question, cot_output: Mapping[str, Any], sift_output: Mapping[str, Any], comparator: Comparator
 ) -> dict[str, Any]:
@@ -102,16 +129,7 @@ def build_record(
     usage = sift_output.get("usage") or {}
     return {
         "status": "ok",
-        "cot": {
-            **method_result(
-                cot_output.get("answer"),
-                question.answer,
-                add_usage(empty_cost(), cot_output.get("usage") or {}),
-                comparator,
-            ),
-            "truncated": bool((cot_output.get("fallback") or {}).get("truncated")),
-            "solution": cot_output.get("response"),
-        },
+        "cot": cot_result(question, cot_output, comparator),
         "sift": {
             **method_result(sift_output.get("answer"), question.answer, add_usage(empty_cost(), usage), comparator),
             "consensus_round": sift_output.get("consensus_round"),

@@ -1,4 +1,8 @@
-"""`sift report`: the table on the terminal, and Markdown, JSON and PNG in the folder."""
+"""`sift report`: the table on the terminal, and Markdown, JSON and PNG in the folder.
+
+A self-consistency result set (`sift eval --sc K`) is shown beside every SIFT result set
+it compares with, as SC@k rows of its table (see `sets`); each SIFT set's Markdown also
+shows the variants its records answer (`variants`)."""
 
 from __future__ import annotations
 
@@ -7,49 +11,34 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sift_graph.evaluation.plot import plot
 from sift_graph.evaluation.records import FALLBACK
-from sift_graph.evaluation.results import ResultSet, load_result_sets
-from sift_graph.evaluation.summary import COLUMN_LABELS, COLUMNS, summarize
+from sift_graph.evaluation.results import load_result_sets
+from sift_graph.evaluation.sets import summarize_sets as summarize_sets  # `sift eval` prints them too
+from sift_graph.evaluation.summary import COLUMN_LABELS, COLUMNS
+from sift_graph.evaluation.tables import (
+    accuracy_text,
+    decoding_text,
+    markdown_table,
+    paired_text,
+    percent,
+    sc_rows,
+    text_table,
+    variants_markdown,
+)
 
 MARKDOWN_FILE = "report.md"
 JSON_FILE = "summary.json"
 PLOT_FILE = "accuracy_vs_tokens.png"
 
 
-def summarize_sets(result_sets: Sequence[ResultSet]) -> list[dict[str, Any]]:
-    return [
-        {
-            "dataset": result_set.dataset,
-            "config_digest": result_set.digest,
-            "config": result_set.config,
-            "torn_lines_skipped": result_set.torn_lines,
-            **summarize(result_set.records, result_set.config.get("comparator", "math")),
-        }
-        for result_set in result_sets
-    ]
-
-
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}"
-
-
-def accuracy_text(cell: dict[str, Any]) -> str:
-    """ "74.4 [71.9, 76.7]" (Wilson 95%), or "74.4 (72.0-76.1 over 10 runs)" for a mean."""
-    if cell.get("accuracy") is None:
-        return "-"
-    if "ci95" in cell:
-        low, high = cell["ci95"]
-        return f"{_percent(cell['accuracy'])} [{_percent(low)}, {_percent(high)}]"
-    low, high = cell["range"]
-    return f"{_percent(cell['accuracy'])} ({_percent(low)}-{_percent(high)} over {cell['runs']} runs)"
-
-
-def _p_value(test: dict[str, Any]) -> str:
-    return f"{test['sift_only']} vs {test['cot_only']}, p = {test['p_value']:.3g}"
-
-
 def set_title(summary: dict[str, Any]) -> str:
     config = summary["config"]
+    if "columns" not in summary:
+        return (
+            f"{summary['dataset']} / {config['model']}: self-consistency (max {config['max_tokens']} tokens, "
+            f"{config['comparator']} grading) [{summary['config_digest']}]"
+        )
     decoding = f"T={config['temperature']:g}" + (f", top-p {config['top_p']:g}" if config.get("top_p") else "")
     return (
         f"{summary['dataset']} / {config['model']} ({decoding}, max {config['max_tokens']} tokens, "
@@ -59,12 +48,22 @@ def set_title(summary: dict[str, Any]) -> str:
 
 
 def detail_rows(summary: dict[str, Any]) -> list[list[str]]:
-    """Method, accuracy, exits here, calls/question, tokens/question, McNemar vs CoT."""
+    """Method, accuracy, exits here, calls/question, tokens/question, McNemar vs CoT
+    (and, beside SC@k rows, vs stage 3)."""
+    if "columns" not in summary:  # an SC set alone
+        return sc_rows(summary)
+    sift_rows = paper_rows(summary)
+    if not summary.get("self_consistency"):
+        return sift_rows
+    return [*([*row, "-"] for row in sift_rows), *sc_rows(summary)]
+
+
+def paper_rows(summary: dict[str, Any]) -> list[list[str]]:
     rows = []
     for column in COLUMNS:
         cell = summary["columns"][column]
-        exits = "-" if column == "cot" else _percent(summary["exit_shares"][column.removeprefix("stage")]) + "%"
-        paired = _p_value(cell["vs_cot"]) if "vs_cot" in cell else "-"
+        exits = "-" if column == "cot" else percent(summary["exit_shares"][column.removeprefix("stage")]) + "%"
+        paired = paired_text(cell["vs_cot"]) if "vs_cot" in cell else "-"
         rows.append(
             [
                 COLUMN_LABELS[column],
@@ -75,12 +74,12 @@ def detail_rows(summary: dict[str, Any]) -> list[list[str]]:
                 paired,
             ]
         )
-    rows.append(["fallback", "-", _percent(summary["exit_shares"][FALLBACK]) + "%", "-", "-", "-"])
+    rows.append(["fallback", "-", percent(summary["exit_shares"][FALLBACK]) + "%", "-", "-", "-"])
     majority = summary.get("majority")
     if majority:
         for method, label in (("cot", "CoT + majority"), ("sift", "SIFT + majority")):
             cell = majority[method]
-            paired = _p_value(cell["vs_cot"]) if "vs_cot" in cell else "-"
+            paired = paired_text(cell["vs_cot"]) if "vs_cot" in cell else "-"
             rows.append(
                 [
                     label,
@@ -95,11 +94,26 @@ def detail_rows(summary: dict[str, Any]) -> list[list[str]]:
 
 
 def detail_header(summary: dict[str, Any]) -> list[str]:
-    accuracy = "accuracy % [95% CI]" if summary["samples"] == 1 else "accuracy % (mean, range of runs) [95% CI]"
-    return ["method", accuracy, "exit here", "calls/q", "tokens/q", "McNemar vs CoT (SIFT-only vs CoT-only)"]
+    accuracy = "accuracy % [95% CI]" if summary.get("samples", 1) == 1 else "accuracy % (mean, range of runs) [95% CI]"
+    if "self_consistency" not in summary:
+        return ["method", accuracy, "exit here", "calls/q", "tokens/q", "McNemar vs CoT (SIFT-only vs CoT-only)"]
+    return [
+        "method", accuracy, "exit here", "calls/q", "tokens/q",
+        "McNemar vs CoT (row-only vs CoT-only)", "McNemar vs stage 3 (row-only vs stage-3-only)",
+    ]  # fmt: skip
+
+
+def sc_footnote(summary: dict[str, Any]) -> list[str]:
+    return [
+        f"SC ({decoding_text(entry['decoding'])}) [{entry['config_digest']}]: {entry['questions']} questions with "
+        f"all {entry['samples']} samples voted on, {entry['errors']} errors, wall time {entry['wall_seconds']:.1f} s"
+        for entry in summary.get("self_consistency") or []
+    ]
 
 
 def footnote(summary: dict[str, Any]) -> str:
+    if "columns" not in summary:
+        return "\n".join(sc_footnote(summary))
     parts = [
         f"{summary['questions']} questions x {summary['samples']} sample(s), {summary['graded']} graded, "
         f"{summary['errors']} errors, wall time {summary['wall_seconds']:.1f} s"
@@ -116,24 +130,7 @@ def footnote(summary: dict[str, Any]) -> str:
         parts.append(
             f"{summary['torn_lines_skipped']} unreadable line(s) skipped (a write cut short, or not a result record)"
         )
-    return "\n".join(parts)
-
-
-def text_table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    lines = [
-        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in [header, *rows]
-    ]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
-
-
-def markdown_table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
-    def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
-
-    return "\n".join([line(header), line(["---"] * len(header)), *(line(row) for row in rows)])
+    return "\n".join([*parts, *sc_footnote(summary)])
 
 
 def format_text(summaries: Sequence[dict[str, Any]]) -> str:
@@ -219,6 +216,7 @@ def format_markdown(summaries: Sequence[dict[str, Any]]) -> str:
     rows = [
         [s["config"]["model"], s["dataset"], str(s["questions"]), *(accuracy_text(s["columns"][c]) for c in COLUMNS)]
         for s in summaries
+        if "columns" in s
     ]
     parts = [
         "# SIFT evaluation",
@@ -234,55 +232,15 @@ def format_markdown(summaries: Sequence[dict[str, Any]]) -> str:
         ]
         if diagnostics := diagnostics_markdown(summary):
             parts.append(diagnostics)
+        if summary.get("variants"):
+            parts.append(variants_markdown(summary["variants"]))
     parts.append(f"![accuracy against tokens per question]({PLOT_FILE})")
     return "\n\n".join(parts) + "\n"
 
 
-def plot(summaries: Sequence[dict[str, Any]], path: Path) -> None:
-    """Accuracy against input+output tokens per question, one line per result set
-    through CoT and the three stages (error bars: Wilson 95% or the range of runs)."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on servers and CI
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(7, 4.5), dpi=120)
-    for summary in summaries:
-        cells = [summary["columns"][column] for column in COLUMNS]
-        if any(cell.get("accuracy") is None for cell in cells):
-            continue
-        xs = [cell["tokens_per_question"] for cell in cells]
-        ys = [100 * cell["accuracy"] for cell in cells]
-        bounds = [cell.get("ci95") or cell.get("range") for cell in cells]
-        errors = [
-            [y - 100 * low for y, (low, _) in zip(ys, bounds, strict=True)],
-            [100 * high - y for y, (_, high) in zip(ys, bounds, strict=True)],
-        ]
-        line = axes.errorbar(
-            xs, ys, yerr=errors, marker="o", capsize=3, label=f"{summary['config']['model']} / {summary['dataset']}"
-        )
-        for x, y, column in zip(xs, ys, COLUMNS, strict=True):
-            axes.annotate(
-                COLUMN_LABELS[column],
-                (x, y),
-                textcoords="offset points",
-                xytext=(4, 4),
-                fontsize=8,
-                color=line.lines[0].get_color(),
-            )
-    axes.set_xlabel("input + output tokens per question")
-    axes.set_ylabel("accuracy (%)")
-    axes.set_title("SIFT: accuracy against tokens per question")
-    axes.grid(alpha=0.3)
-    if axes.get_legend_handles_labels()[0]:
-        axes.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-
-
-def write_report(out_dir: str | Path) -> tuple[str, list[Path]]:
-    """Summarize every result set in `out_dir`: (the text table, the files written)."""
+def write_report(out_dir: str | Path, *, variants: bool = False) -> tuple[str, list[Path]]:
+    """Summarize every result set in `out_dir`: (the text table, or with `variants` the
+    variants' Markdown tables, and the files written)."""
     out_dir = Path(out_dir)
     summaries = summarize_sets(load_result_sets(out_dir))
     if not summaries:
@@ -291,4 +249,7 @@ def write_report(out_dir: str | Path) -> tuple[str, list[Path]]:
     written[0].write_text(format_markdown(summaries), encoding="utf-8")
     written[1].write_text(json.dumps(summaries, indent=2) + "\n", encoding="utf-8")
     plot(summaries, written[2])
+    if variants:
+        tables = [f"{set_title(s)}\n\n{variants_markdown(s['variants'])}" for s in summaries if s.get("variants")]
+        return "\n\n".join(tables), written
     return format_text(summaries), written

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from sift_graph import prompts
-from sift_graph.context import SiftContext
+from sift_graph.context import SiftContext, setting_specs
 from sift_graph.evaluation.records import record_problem
 from sift_graph.locks import file_lock
 
@@ -33,6 +33,8 @@ RECORD_FORMAT = 3
 """Bumped when records change meaning, so that old and new never share a result set."""
 
 CONFIG_SUFFIX = ".config.json"
+SELF_CONSISTENCY = "self-consistency"
+"""The `method` of a result set of sampled CoT solves (see `EvalConfig.for_self_consistency`)."""
 
 
 def prompts_version() -> str:
@@ -50,13 +52,24 @@ class EvalConfig:
     settings: Mapping[str, Any]
     prompts: str = field(default_factory=prompts_version)
     record_format: int = RECORD_FORMAT
+    method: str | None = None
+    """None: CoT and SIFT per (question, sample); SELF_CONSISTENCY: CoT samples alone."""
 
     @classmethod
     def from_context(cls, context: SiftContext) -> EvalConfig:
         return cls(settings=context.result_settings())
 
+    @classmethod
+    def for_self_consistency(cls, context: SiftContext) -> EvalConfig:
+        """The result set of self-consistency's CoT samples: the settings a direct solve
+        reads (SIFT's round settings and variants change none of its samples)."""
+        sift_only = {spec.name for spec in setting_specs(type(context)) if spec.sift_only}
+        settings = {name: value for name, value in context.result_settings().items() if name not in sift_only}
+        return cls(settings=settings, method=SELF_CONSISTENCY)
+
     def as_dict(self) -> dict[str, Any]:
-        return {**self.settings, "prompts": self.prompts, "record_format": self.record_format}
+        method = {} if self.method is None else {"method": self.method}  # absent: digests made before it stay
+        return {**self.settings, "prompts": self.prompts, "record_format": self.record_format, **method}
 
     def digest(self) -> str:
         canonical = json.dumps(self.as_dict(), sort_keys=True)
@@ -185,16 +198,25 @@ class ResultSet:
     torn_lines: int
 
 
+def load_result_set(config_path: Path) -> ResultSet:
+    """The result set a `<dataset>-<digest>.config.json` describes, with its records;
+    ValueError naming the file when the description cannot be read."""
+    try:
+        description = json.loads(config_path.read_text(encoding="utf-8"))
+        dataset, digest, config = description["dataset"], description["digest"], description["config"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"results: unreadable result-set description {config_path}: {exc}") from exc
+    results_path = config_path.with_name(config_path.name[: -len(CONFIG_SUFFIX)] + ".jsonl")
+    raw, torn = read_records(results_path)
+    return ResultSet(dataset, digest, config, effective_records(raw), torn)
+
+
+def result_set_descriptions(out_dir: str | Path) -> list[Path]:
+    """The result-set descriptions in a folder, by name."""
+    return sorted(Path(out_dir).glob(f"*{CONFIG_SUFFIX}"))
+
+
 def load_result_sets(out_dir: str | Path) -> list[ResultSet]:
     """Every result set in a folder, in a stable order (dataset, then model, then digest)."""
-    found = []
-    for config_path in sorted(Path(out_dir).glob(f"*{CONFIG_SUFFIX}")):
-        try:
-            description = json.loads(config_path.read_text(encoding="utf-8"))
-            dataset, digest, config = description["dataset"], description["digest"], description["config"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"results: unreadable result-set description {config_path}: {exc}") from exc
-        results_path = config_path.with_name(config_path.name[: -len(CONFIG_SUFFIX)] + ".jsonl")
-        raw, torn = read_records(results_path)
-        found.append(ResultSet(dataset, digest, config, effective_records(raw), torn))
+    found = [load_result_set(config_path) for config_path in result_set_descriptions(out_dir)]
     return sorted(found, key=lambda s: (s.dataset, str(s.config.get("model")), s.digest))

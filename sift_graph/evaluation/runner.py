@@ -9,6 +9,10 @@ The baseline is the graph's own fallback node (`direct_answer`) in a one-node gr
 same prompt, the same call path and the same retry policy as SIFT's fallback. It runs
 first, and its reply is SIFT's fallback (`SiftInput.fallback`), as in the paper's
 reference: a question SIFT cannot settle makes no second, identical direct call.
+
+Self-consistency's samples (`run_eval(..., self_consistency=True)`) are the baseline alone,
+sample k with seed SEED + k, one record each, in a result set of their own
+(`EvalConfig.for_self_consistency`): the report votes over them.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from typing_extensions import TypedDict
 
 from sift_graph.context import SiftContext
 from sift_graph.evaluation.datasets import Question
-from sift_graph.evaluation.records import build_record
+from sift_graph.evaluation.records import build_record, build_sample_record
 from sift_graph.evaluation.results import ResultStore, record_key
 from sift_graph.faults import describe_fault, is_unreachable
 from sift_graph.graph import MODEL_RETRY, build_sift_graph, model_node
@@ -93,16 +97,20 @@ def task_record(task: Task, body: dict[str, Any], started: float) -> dict[str, A
     }
 
 
-async def evaluate_one(task: Task, sift_graph: Any, cot_graph: Any, context: SiftContext) -> dict[str, Any]:
+async def evaluate_one(task: Task, sift_graph: Any | None, cot_graph: Any, context: SiftContext) -> dict[str, Any]:
     """The record of one (question, sample): CoT, then SIFT with the CoT's reply as its
-    fallback, or the error (a failed CoT means SIFT does not start)."""
+    fallback (no `sift_graph`: the CoT sample alone), or the error (a failed CoT means
+    SIFT does not start)."""
     started = time.monotonic()
     context = sample_context(context, task.sample)
     question = task.question.question
     try:
         cot = await cot_graph.ainvoke({"question": question}, context=context)
-        sift = await sift_graph.ainvoke({"question": question, "fallback": cot["fallback"]}, context=context)
-        body = build_record(task.question, cot, sift, context.comparator)
+        if sift_graph is None:
+            body = build_sample_record(task.question, cot, context.comparator)
+        else:
+            sift = await sift_graph.ainvoke({"question": question, "fallback": cot["fallback"]}, context=context)
+            body = build_record(task.question, cot, sift, context.comparator)
     except Exception as exc:  # one bad question must not stop the run; a rerun retries it
         body = error_body(exc)
     return task_record(task, body, started)
@@ -144,6 +152,7 @@ class _Tally:
 
     def __init__(self, records: Iterable[dict[str, Any]]) -> None:
         self.graded = self.cot = self.sift = self.errors = 0
+        self.samples_alone = False  # self-consistency's samples: no SIFT to tally
         for record in records:
             self.add(record)
 
@@ -153,14 +162,16 @@ class _Tally:
             return
         self.graded += 1
         self.cot += bool(record["cot"]["correct"])
-        self.sift += bool(record["sift"]["correct"])
+        self.sift += bool((record.get("sift") or {}).get("correct"))
+        self.samples_alone = "sift" not in record
 
     def postfix(self) -> str:
         if not self.graded:
             return f"errors={self.errors}"
-        return (
-            f"CoT {100 * self.cot / self.graded:.1f}%  SIFT {100 * self.sift / self.graded:.1f}%  errors={self.errors}"
-        )
+        cot = f"CoT {100 * self.cot / self.graded:.1f}%"
+        if self.samples_alone:
+            return f"{cot} (each sample alone)  errors={self.errors}"
+        return f"{cot}  SIFT {100 * self.sift / self.graded:.1f}%  errors={self.errors}"
 
 
 async def run_eval(
@@ -171,12 +182,16 @@ async def run_eval(
     samples: int = 1,
     concurrency: int = 4,
     progress: TextIO | None = sys.stderr,
+    self_consistency: bool = False,
 ) -> RunOutcome:
-    """Evaluate every (question, sample) not yet in `store`, at most `concurrency` at a time.
+    """Evaluate every (question, sample) not yet in `store`, at most `concurrency` at a time:
+    CoT and SIFT, or with `self_consistency` the CoT samples alone (`store` must be the
+    result set its configuration names: `EvalConfig.for_self_consistency`).
 
     `context.model` should be a loaded model (or a spec): every task shares it.
     """
-    sift_graph, cot_graph = build_sift_graph().compile(), build_cot_graph().compile()
+    sift_graph = None if self_consistency else build_sift_graph().compile()
+    cot_graph = build_cot_graph().compile()
 
     async def evaluate(task: Task) -> dict[str, Any]:
         return await evaluate_one(task, sift_graph, cot_graph, context)

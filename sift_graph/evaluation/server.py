@@ -3,7 +3,7 @@
 Each (question, sample) is two background runs on the server, as in a local eval: the
 CoT baseline on the `sift_cot` graph, then SIFT on the `sift` graph with the baseline's
 reply as its fallback. Each run is a thread of its own, which LangGraph Studio shows
-round by round. A run's context holds only the run settings (`context.run_settings`):
+round by round. A run's context holds only the run settings (`run_settings`):
 the deployment owns its model, its server, keys and files.
 
 Resumable without repeats: before a run is created, its thread id is appended (fsynced)
@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from sift_graph.context import SiftContext, run_settings
+from sift_graph.context import SiftContext
+from sift_graph.deployment import run_settings
 from sift_graph.evaluation.datasets import Question
 from sift_graph.evaluation.records import build_record
 from sift_graph.evaluation.results import EvalConfig, ResultStore

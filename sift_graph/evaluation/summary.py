@@ -6,6 +6,10 @@ baseline's answer. Its cost is counted the same way: SIFT's calls up to stage k,
 baseline's call for a question that had not agreed by then (the answer it is graded on
 came from that call). After the last stage this is what SIFT itself does: its fallback is
 the baseline prompt.
+
+A result set run with `fallback_answer="query_sticker"` falls back to the last round's
+query+sticker prediction instead, with no call of its own: its "after stage k" counts
+the last such prediction up to stage k (`answer_at`'s `fallback`).
 """
 
 from __future__ import annotations
@@ -17,13 +21,16 @@ from functools import partial
 from typing import Any
 
 from sift_graph.answers import Comparator, answers_agree
+from sift_graph.context import FallbackAnswer
 from sift_graph.evaluation.diagnostics import diagnose
-from sift_graph.evaluation.records import FALLBACK, STAGES
+from sift_graph.evaluation.records import FALLBACK, STAGE_OF_ROUND_KIND, STAGES
 from sift_graph.evaluation.stats import discordant_pairs, majority_vote, mcnemar_exact, wilson_interval
 
 COLUMNS = ("cot", "stage1", "stage2", "stage3")
 COLUMN_LABELS = {"cot": "CoT", "stage1": "stage 1", "stage2": "stage 2", "stage3": "stage 3"}
 Record = dict[str, Any]
+Grader = Callable[[str | None, str | None], bool]
+"""right(gold, answer): whether an answer is right."""
 
 
 def column_stage(column: str) -> int:
@@ -36,16 +43,34 @@ def agreed_by(record: Record, stage: int) -> bool:
     return exited is not None and exited <= stage
 
 
-def answer_at(record: Record, stage: int) -> tuple[str | None, bool]:
-    """(answer, correct) counted after `stage` (0: the CoT baseline)."""
-    source = record["sift"] if stage > 0 and agreed_by(record, stage) else record["cot"]
-    return source["answer"], bool(source["correct"])
+def last_query_sticker_answer(record: Record, stage: int) -> str | None:
+    """The query+sticker prediction's answer of the last round up to `stage` (None
+    without one: a record of an earlier version keeps no rounds)."""
+    rounds = [
+        detail
+        for detail in record.get("rounds") or []
+        if "answers" in detail and STAGE_OF_ROUND_KIND[detail["kind"]] <= stage
+    ]
+    return rounds[-1]["answers"][1] if rounds else None
 
 
-def cost_at(record: Record, stage: int) -> tuple[int, int]:
+def answer_at(
+    record: Record, stage: int, fallback: FallbackAnswer = "cot", right: Grader = answers_agree
+) -> tuple[str | None, bool]:
+    """(answer, correct) counted after `stage` (0: the CoT baseline), a question not
+    settled by then falling back to `fallback` (`right` grades a query+sticker answer)."""
+    if stage > 0 and agreed_by(record, stage):
+        return record["sift"]["answer"], bool(record["sift"]["correct"])
+    if stage > 0 and fallback == "query_sticker":
+        answer = last_query_sticker_answer(record, stage)
+        return answer, right(record.get("gold"), answer)
+    return record["cot"]["answer"], bool(record["cot"]["correct"])
+
+
+def cost_at(record: Record, stage: int, fallback: FallbackAnswer = "cot") -> tuple[int, int]:
     """(model calls, input + output tokens) spent to have the answer of `answer_at`."""
     parts = [record["stage_costs"][str(k)] for k in STAGES if k <= stage]
-    if not (stage > 0 and agreed_by(record, stage)):
+    if stage == 0 or (fallback == "cot" and not agreed_by(record, stage)):
         parts.append(record["cot"])
     calls = sum(part["calls"] for part in parts)
     tokens = sum(part["input_tokens"] + part["output_tokens"] for part in parts)
@@ -70,11 +95,6 @@ def shares_of(exits: dict[str, dict[str, int]]) -> dict[str, float]:
     return {key: (cell["questions"] / total if total else 0.0) for key, cell in exits.items()}
 
 
-def exit_shares(records: Sequence[Record]) -> dict[str, float]:
-    """Share of questions that stopped with a consensus at each stage, and at the fallback."""
-    return shares_of(exit_counts(records))
-
-
 def accuracy_cell(outcomes: Sequence[bool]) -> dict[str, Any]:
     correct, n = sum(outcomes), len(outcomes)
     low, high = wilson_interval(correct, n)
@@ -87,14 +107,27 @@ def paired_test(first: Sequence[bool], second: Sequence[bool]) -> dict[str, Any]
     return {"cot_only": only_first, "sift_only": only_second, "p_value": mcnemar_exact(only_first, only_second)}
 
 
-def single_run_summary(records: Sequence[Record]) -> dict[str, Any]:
+def paired_against(reference: Sequence[bool], outcomes: Sequence[bool]) -> dict[str, Any]:
+    """Exact McNemar of `outcomes` against `reference` on the same questions: the
+    questions only this one got right, those only the reference got right, p."""
+    reference_only, this_only = discordant_pairs(reference, outcomes)
+    return {
+        "this_only": this_only,
+        "reference_only": reference_only,
+        "p_value": mcnemar_exact(this_only, reference_only),
+    }
+
+
+def single_run_summary(
+    records: Sequence[Record], fallback: FallbackAnswer = "cot", right: Grader = answers_agree
+) -> dict[str, Any]:
     """Accuracy (Wilson 95%), cost per question and McNemar vs CoT for each column."""
     columns: dict[str, Any] = {}
     cot_outcomes = [answer_at(record, 0)[1] for record in records]
     for column in COLUMNS:
         stage = column_stage(column)
-        outcomes = [answer_at(record, stage)[1] for record in records]
-        costs = [cost_at(record, stage) for record in records]
+        outcomes = [answer_at(record, stage, fallback, right)[1] for record in records]
+        costs = [cost_at(record, stage, fallback) for record in records]
         columns[column] = {
             **accuracy_cell(outcomes),
             "calls_per_question": statistics.fmean(c for c, _ in costs) if costs else None,
@@ -163,7 +196,9 @@ def total_saved_calls(records: Sequence[Record]) -> dict[str, int]:
     return {kind: sum(int(counts.get(kind, 0)) for counts in saved) for kind in ("reused", "from_cache")}
 
 
-def summarize(records: Sequence[Record], comparator: Comparator = "math") -> dict[str, Any]:
+def summarize(
+    records: Sequence[Record], comparator: Comparator = "math", fallback: FallbackAnswer = "cot"
+) -> dict[str, Any]:
     """The numbers of one result set (see the module docstring for what each means)."""
     same = partial(answers_agree, comparator=comparator)
     ok = [record for record in records if record["status"] == "ok"]
@@ -184,9 +219,9 @@ def summarize(records: Sequence[Record], comparator: Comparator = "math") -> dic
         "diagnostics": diagnose(ok, same),
     }
     if samples == 1:
-        summary["columns"] = single_run_summary(ok)
+        summary["columns"] = single_run_summary(ok, fallback, same)
         return summary
-    per_run = {sample: single_run_summary(group) for sample, group in runs.items()}
+    per_run = {sample: single_run_summary(group, fallback, same) for sample, group in runs.items()}
     columns = {}
     for column in COLUMNS:
         accuracies = [run[column]["accuracy"] for run in per_run.values() if run[column]["n"]]

@@ -61,7 +61,7 @@ def _forward(model: Any, input_ids: torch.Tensor, mask: torch.Tensor, cache: Dyn
         input_ids=input_ids,
         attention_mask=mask,
         position_ids=positions,
-        past_key_values=cache,
+        cache=cache,
         use_cache=True,
         logits_to_keep=1,
     )

@@ -1,4 +1,5 @@
-"""The HTTP app: `GET /v1/models` and `POST /v1/chat/completions`, on Starlette.
+"""The HTTP app: `GET /v1/models` and `POST /v1/chat/completions`, on Starlette, and
+its runs read-only under `/view` (`sift view`'s pages over this server's own store).
 
     app = create_app(SiftService(ServeSettings(context=SiftContext(model="openai:qwen"))))
 
@@ -26,7 +27,7 @@ from typing import Any, TypeVar
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from sift_graph.narration import format_event
 from sift_graph.serve.errors import ApiError, api_error_for, bad_request
@@ -44,8 +45,11 @@ from sift_graph.serve.payloads import (
 from sift_graph.serve.protocol import ChatRequest, context_for, parse_chat_request
 from sift_graph.serve.service import Run, RunFinished, RunItem, SiftService
 from sift_graph.serve.settings import settings_from_env
+from sift_graph.view import create_view_app
 
 THREAD_HEADER = "x-sift-thread-id"
+VIEW_PREFIX = "/view"
+"""Where the server shows its own runs, read-only (`sift view`'s pages, by thread id)."""
 CLIENT_CLOSED_STATUS = 499  # never seen by the client: only the access log shows it
 _STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 logger = logging.getLogger("sift_graph.serve")
@@ -169,6 +173,9 @@ def create_app(service: SiftService) -> Starlette:
         routes=[
             Route("/v1/models", routes.models, methods=["GET"]),
             Route("/v1/chat/completions", routes.chat_completions, methods=["POST"]),
+            # This deployment's own checkpoint store, read-only; no result sets (no files
+            # a client could name).
+            Mount(VIEW_PREFIX, app=create_view_app(saver=lambda: service.checkpointer)),
         ],
         lifespan=lifespan,
     )

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import StreamMode
 
@@ -91,6 +92,13 @@ class SiftService:
         self.settings = settings
         self._graph: CompiledStateGraph[Any, Any, Any, Any] | None = None
         self._runs: set[asyncio.Task[None]] = set()
+
+    @property
+    def checkpointer(self) -> BaseCheckpointSaver[str] | None:
+        """The open checkpoint store (None while the service is not open): what the
+        read-only pages under /view show."""
+        saver = self._graph.checkpointer if self._graph is not None else None
+        return saver if isinstance(saver, BaseCheckpointSaver) else None
 
     @property
     def active(self) -> int:

@@ -58,9 +58,6 @@ class ScriptedChatModel(BaseChatModel):
     """Called with the role inside every call, before it replies (test hooks)."""
     failures: dict[str, int] = Field(default_factory=dict)
     """Per role, how many first calls raise ConnectionError (a transient fault to retry)."""
-    fault_latency: float = 0.0
-    """Seconds a scripted fault takes before it is raised (a failing server is seldom
-    instant): lets a test have the sibling prediction finish before its partner fails."""
     accepts_decoding_kwargs: bool = True
     hold: dict[str, int] = Field(default_factory=dict)
     """Per role, the call number (1-based) that never returns: a process stuck mid-call,
@@ -203,7 +200,6 @@ class ScriptedChatModel(BaseChatModel):
     ) -> ChatResult:
         role = self._role(run_manager)
         if (fault := self._fault(role)) is not None:
-            time.sleep(self.fault_latency)
             raise fault
         prompt, reply, started = self._begin(role, messages)
         try:
@@ -226,7 +222,6 @@ class ScriptedChatModel(BaseChatModel):
     ) -> ChatResult:
         role = self._role(run_manager)
         if (fault := self._fault(role)) is not None:
-            await asyncio.sleep(self.fault_latency)
             raise fault
         prompt, reply, started = self._begin(role, messages)
         try:

@@ -1,0 +1,85 @@
+"""SIFT's variants that need no new model call, read off a result set's records: a
+budget in stages (`max_stage`) and the query+sticker fallback (`fallback_answer`).
+
+A record keeps every round SIFT ran (each with both predictions' answers) and the CoT
+baseline's answer, so what a run with a smaller stage budget, or with the last round's
+query+sticker prediction as its fallback, would have answered is already there: the
+rounds up to the budget are the same calls. Costs count the same way as the paper's
+columns (`summary.cost_at`): the calls up to the budget, plus the CoT call only where it
+answered. Each variant is tested (exact McNemar) against CoT and against the paper's
+method on the same questions. The number check (`sticker_check`) changes the stickers,
+so it needs its rounds run again: it is not here.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sift_graph.context import FallbackAnswer, SiftContext, setting_specs
+from sift_graph.evaluation.records import STAGES
+from sift_graph.evaluation.summary import Grader, accuracy_cell, answer_at, cost_at, paired_against
+
+Record = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    max_stage: int
+    fallback_answer: FallbackAnswer
+
+    def flags(self) -> str:
+        """The `sift eval` flags that run it ("" for the paper's method)."""
+        defaults = SiftContext()
+        flags = {spec.name: spec.flag for spec in setting_specs()}
+        given = [
+            f"{flags[name]} {value}"
+            for name, value in (("max_stage", self.max_stage), ("fallback_answer", self.fallback_answer))
+            if value != getattr(defaults, name)
+        ]
+        return " ".join(given)
+
+
+PAPER = Variant("the paper's method (3 stages, CoT fallback)", STAGES[-1], "cot")
+VARIANTS = (
+    PAPER,
+    Variant("stage budget 2, CoT fallback", 2, "cot"),
+    Variant("stage budget 1, CoT fallback", 1, "cot"),
+    Variant("3 stages, query+sticker fallback", STAGES[-1], "query_sticker"),
+    Variant("stage budget 2, query+sticker fallback", 2, "query_sticker"),
+    Variant("stage budget 1, query+sticker fallback", 1, "query_sticker"),
+)
+
+
+def variant_rows(records: Sequence[Record], right: Grader) -> list[dict[str, Any]]:
+    """CoT, then each variant: accuracy (Wilson 95%), calls and tokens per question, and
+    the paired tests against CoT and the paper's method, over the first sample of every
+    question (`right(gold, answer)` grades an answer the run did not grade)."""
+    graded = [record for record in records if record["status"] == "ok" and int(record["sample"]) == 0]
+    cot = [answer_at(record, 0)[1] for record in graded]
+    paper = [answer_at(record, PAPER.max_stage, PAPER.fallback_answer, right)[1] for record in graded]
+    rows = [{"variant": "CoT", "flags": "", **cost_cells(graded, 0, "cot"), **accuracy_cell(cot)}]
+    for variant in VARIANTS:
+        outcomes = [answer_at(record, variant.max_stage, variant.fallback_answer, right)[1] for record in graded]
+        row = {
+            "variant": variant.name,
+            "flags": variant.flags(),
+            **accuracy_cell(outcomes),
+            **cost_cells(graded, variant.max_stage, variant.fallback_answer),
+            "vs_cot": paired_against(cot, outcomes),
+        }
+        if variant != PAPER:
+            row["vs_paper"] = paired_against(paper, outcomes)
+        rows.append(row)
+    return rows
+
+
+def cost_cells(records: Sequence[Record], stage: int, fallback: FallbackAnswer) -> dict[str, float | None]:
+    costs = [cost_at(record, stage, fallback) for record in records]
+    return {
+        "calls_per_question": statistics.fmean(calls for calls, _ in costs) if costs else None,
+        "tokens_per_question": statistics.fmean(tokens for _, tokens in costs) if costs else None,
+    }
