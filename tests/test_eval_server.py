@@ -167,3 +167,23 @@ def start_local_eval(dataset: Path, base_url: str, out: Path) -> tuple[int, str,
     )  # fmt: skip
     out_text, err = process.communicate(timeout=300)
     return process.returncode, out_text, err
+
+
+async def test_a_run_that_fails_on_the_server_is_retried_once_then_recorded_as_an_error(folder, dataset, tmp_path):
+    from langgraph_sdk import get_client
+
+    from sift_graph.evaluation.server import SERVER_ATTEMPTS
+
+    broken = folder / "broken-model.json"  # no reply for the baseline's role: every CoT run fails
+    broken.write_text(json.dumps({"script": {k: v for k, v in SCRIPT.items() if k != "direct"}}), encoding="utf-8")
+    with langgraph_dev(folder / "broken-server.log", {"SIFT_MODEL": f"scripted:{broken}"}) as url:
+        code, _, err = sift_eval("--dataset", str(dataset), "--limit", "2", "--server", url, "--out", str(tmp_path))
+        assert code == 1 and "every question failed" in err.strip().splitlines()[-1]
+        [result_file] = tmp_path.glob("*.jsonl")
+        records = [json.loads(line) for line in result_file.read_text().splitlines()]
+        assert [record["status"] for record in records] == ["error", "error"]
+        assert f"cot run failed on the server {SERVER_ATTEMPTS} times" in records[0]["error"]
+        client = get_client(url=url)
+        threads = await client.threads.search(metadata={"sift_eval": str(result_file.resolve())}, limit=100)
+        methods = Counter(thread["metadata"]["method"] for thread in threads)
+        assert methods == {"cot": 2 * SERVER_ATTEMPTS}  # a new thread per try; SIFT never started
