@@ -140,8 +140,11 @@ class ThreadJournal:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.threads: dict[tuple[Key, str], str] = {}
-        if path.exists():
-            for raw in path.read_text(encoding="utf-8").splitlines():
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        self._torn_tail = bool(text) and not text.endswith("\n")
+        """A crash's partial last line, sealed off before the next line is appended."""
+        if text:
+            for raw in text.splitlines():
                 try:
                     line = json.loads(raw)
                     self.threads[(tuple(line["key"]), line["method"])] = line["thread_id"]
@@ -154,6 +157,9 @@ class ThreadJournal:
     def new_thread(self, key: Key, method: str) -> str:
         thread_id = str(uuid.uuid4())
         with open(self.path, "a", encoding="utf-8") as journal:
+            if self._torn_tail:
+                journal.write("\n")
+                self._torn_tail = False
             journal.write(json.dumps({"key": list(key), "method": method, "thread_id": thread_id}) + "\n")
             journal.flush()
             os.fsync(journal.fileno())
