@@ -5,7 +5,9 @@ deployment's own runs read-only (`sift view`'s pages, by thread id).
 
 Configured from the server's environment: `SIFT_MODEL`, `SIFT_MAX_TOKENS` and the other
 `SIFT_<FIELD>` settings, `OPENAI_API_KEY` / `OPENAI_BASE_URL` for an `openai:` model,
-`SIFT_CHECKPOINTS` and `SIFT_MAX_CONCURRENCY` (see `sift_graph.serve.settings`).
+`SIFT_MAX_TOKENS_LIMIT`, `SIFT_CHECKPOINTS` and `SIFT_MAX_CONCURRENCY` (see
+`sift_graph.serve.settings`). Its middleware refuses a deployment setting in any run's or
+assistant's context on the server's own routes (`sift_graph.serve.guard`).
 """
 
 from sift_graph.serve import app_from_env

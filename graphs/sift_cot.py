@@ -2,13 +2,12 @@
 langgraph.json): `sift eval --server` runs each question's baseline here, beside its SIFT
 run on the `sift` graph, so both methods run under the same conditions.
 
-Built like graphs/sift.py: the library's uncompiled builder, the deployment's settings
-as its context's defaults, compiled without a checkpointer (the server brings its own).
+Built as graphs/sift.py is: compiled without a checkpointer (the server brings its own),
+its context the run settings only, the model and the rest from the server's environment
+(`sift_graph.deployment`).
 """
 
-from sift_graph.deployment import deployed_context_class
+from sift_graph.deployment import deployment_from_env
 from sift_graph.evaluation.runner import build_cot_graph
 
-builder = build_cot_graph()
-builder.context_schema = deployed_context_class()
-graph = builder.compile(name="sift_cot")
+graph = build_cot_graph(deployment=deployment_from_env()).compile(name="sift_cot")

@@ -161,24 +161,43 @@ class RunCache(BaseCache):
         self._calls: dict[str, list[Generation]] = {}
         self._lock = threading.Lock()
 
-    def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
-        key = _key(prompt, llm_string)
+    def _made(self, key: str) -> RETURN_VAL_TYPE | None:
         with self._lock:
             made = self._calls.get(key)
-        if made is not None:
-            return marked(made, "run")
-        stored = self.store.lookup(prompt, llm_string) if self.store is not None else None
+        return None if made is None else marked(made, "run")
+
+    def _keep(self, key: str, stored: RETURN_VAL_TYPE | None) -> RETURN_VAL_TYPE | None:
+        """Keep a reply in the run's layer; returned marked as the store's (a lookup's hit)."""
         if stored is None:
             return None
         with self._lock:
             self._calls[key] = list(stored)
         return marked(stored, "store")
 
+    def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
+        key = _key(prompt, llm_string)
+        made = self._made(key)
+        if made is not None or self.store is None:
+            return made
+        return self._keep(key, self.store.lookup(prompt, llm_string))
+
     def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
-        with self._lock:
-            self._calls[_key(prompt, llm_string)] = list(return_val)
+        self._keep(_key(prompt, llm_string), return_val)
         if self.store is not None:
             self.store.update(prompt, llm_string, return_val)
+
+    # The run's layer in place; the store's async path (SQLite's: a worker thread).
+    async def alookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
+        key = _key(prompt, llm_string)
+        made = self._made(key)
+        if made is not None or self.store is None:
+            return made
+        return self._keep(key, await self.store.alookup(prompt, llm_string))
+
+    async def aupdate(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
+        self._keep(_key(prompt, llm_string), return_val)
+        if self.store is not None:
+            await self.store.aupdate(prompt, llm_string, return_val)
 
     def clear(self, **kwargs: Any) -> None:
         with self._lock:
@@ -206,7 +225,9 @@ class RunCaches:
 
 
 RUN_CACHES = RunCaches()
-_STORES: dict[Path, SqliteCallCache] = {}
+OPEN_STORES_KEPT = 8
+"""Call-cache files kept open (LRU); one evicted is dropped, not closed (a run may hold it)."""
+_STORES: OrderedDict[Path, SqliteCallCache] = OrderedDict()
 _STORES_LOCK = threading.Lock()
 
 
@@ -222,6 +243,9 @@ def call_store(setting: str | BaseCache | None) -> BaseCache | None:
     with _STORES_LOCK:
         if path not in _STORES:
             _STORES[path] = SqliteCallCache(path)
+            while len(_STORES) > OPEN_STORES_KEPT:
+                _STORES.popitem(last=False)
+        _STORES.move_to_end(path)
         return _STORES[path]
 
 
@@ -241,13 +265,15 @@ class CallCacheSlot(BaseCache):
         if cache is not None:
             cache.update(prompt, llm_string, return_val)
 
-    # In place, not in LangChain's default thread pool: a lookup is a dict or a local
-    # SQLite read, cheaper than the hand-off to a worker thread and back.
+    # The call's cache decides where its work runs: a dict in place, a file off the loop.
     async def alookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
-        return self.lookup(prompt, llm_string)
+        cache = _CALL_CACHE.get()
+        return None if cache is None else await cache.alookup(prompt, llm_string)
 
     async def aupdate(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
-        self.update(prompt, llm_string, return_val)
+        cache = _CALL_CACHE.get()
+        if cache is not None:
+            await cache.aupdate(prompt, llm_string, return_val)
 
     def clear(self, **kwargs: Any) -> None:
         """Nothing to clear: the slot holds no replies."""

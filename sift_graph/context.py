@@ -31,8 +31,8 @@ from sift_graph.models.specs import (
     LoadOptions,
     validate_model_spec,
 )
+from sift_graph.setting_spec import DEPLOYMENT, RUN, specs_of_fields
 from sift_graph.setting_spec import SettingSpec as SettingSpec  # still public here
-from sift_graph.setting_spec import specs_of_fields
 
 Dtype = Literal["auto", "bfloat16", "float32"]
 FallbackAnswer = Literal["cot", "query_sticker"]
@@ -58,17 +58,26 @@ class SiftContext:
     model: BaseChatModel | str | None = field(
         default=DEFAULT_MODEL_SPEC,
         metadata={
+            "scope": DEPLOYMENT,
             "description": "model spec: 'default' (the embedded SmolLM2-135M-Instruct), "
-            "'hf:<folder|file.gguf|hub id>' or 'openai:<model>'; in the library also a LangChain chat model"
+            "'hf:<folder|file.gguf|hub id>' or 'openai:<model>'; in the library also a LangChain chat model",
         },
     )
     forward_rounds: int = field(
         default=1,
-        metadata={"description": "rounds of forward optimization after the first round (paper: 1)", "sift_only": True},
+        metadata={
+            "scope": RUN,
+            "description": "rounds of forward optimization after the first round (paper: 1)",
+            "sift_only": True,
+        },
     )
     inverse_rounds: int = field(
         default=1,
-        metadata={"description": "rounds of inverse generation + forward optimization (paper: 1)", "sift_only": True},
+        metadata={
+            "scope": RUN,
+            "description": "rounds of inverse generation + forward optimization (paper: 1)",
+            "sift_only": True,
+        },
     )
     max_stage: int = field(
         default=3,
@@ -78,7 +87,7 @@ class SiftContext:
             "the fallback answers",
             "omit_default": True,
             "sift_only": True,
-            "scope": "run",
+            "scope": RUN,
         },
     )
     fallback_answer: FallbackAnswer = field(
@@ -88,7 +97,7 @@ class SiftContext:
             "paper's) or 'query_sticker' (the last round's query+sticker prediction: no further call)",
             "omit_default": True,
             "sift_only": True,
-            "scope": "run",
+            "scope": RUN,
         },
     )
     sticker_check: StickerCheck = field(
@@ -99,43 +108,52 @@ class SiftContext:
             "unless none would be left)",
             "omit_default": True,
             "sift_only": True,
-            "scope": "run",
+            "scope": RUN,
         },
     )
-    max_tokens: int = field(default=1024, metadata={"description": "new-token limit of every model call"})
-    temperature: float = field(default=0.0, metadata={"description": "sampling temperature; 0 is greedy decoding"})
+    max_tokens: int = field(default=1024, metadata={"scope": RUN, "description": "new-token limit of every model call"})
+    temperature: float = field(
+        default=0.0, metadata={"scope": RUN, "description": "sampling temperature; 0 is greedy decoding"}
+    )
     top_p: float | None = field(
-        default=None, metadata={"description": "nucleus sampling mass, used only when temperature > 0"}
+        default=None, metadata={"scope": RUN, "description": "nucleus sampling mass, used only when temperature > 0"}
     )
     seed: int | None = field(
         default=None,
         metadata={
+            "scope": RUN,
             "description": "random seed of sampled calls (temperature > 0; sent to servers that accept "
-            "'seed'); sift eval gives sample k the seed SEED + k"
+            "'seed'); sift eval gives sample k the seed SEED + k",
         },
     )
     comparator: Comparator = field(
         default="math",
         metadata={
+            "scope": RUN,
             "description": "answer equivalence for consensus (and grading in eval): 'math' (math-verify) "
-            "or 'string' (the paper's reference string comparison)"
+            "or 'string' (the paper's reference string comparison)",
         },
     )
     dtype: Dtype = field(
         default="auto",
         metadata={
+            "scope": DEPLOYMENT,
             "description": "weights of a local model: 'auto' (bf16 on GPUs and on CPUs with native bf16, "
-            "AVX512-BF16 or AMX; fp32 elsewhere), 'bfloat16' or 'float32' (changes greedy outputs slightly)"
+            "AVX512-BF16 or AMX; fp32 elsewhere), 'bfloat16' or 'float32' (changes greedy outputs slightly)",
         },
     )
     base_url: str | None = field(
         default=None,
-        metadata={"description": "the OpenAI-compatible server of an openai: spec (else $OPENAI_BASE_URL)"},
+        metadata={
+            "scope": DEPLOYMENT,
+            "description": "the OpenAI-compatible server of an openai: spec (else $OPENAI_BASE_URL)",
+        },
     )
     api_key: str | None = field(
         default=None,
         repr=False,
         metadata={
+            "scope": DEPLOYMENT,
             "description": "its API key (else $OPENAI_API_KEY; prefer the variable: flags show in ps)",
             "secret": True,
         },
@@ -143,6 +161,7 @@ class SiftContext:
     cache: str | SkipJsonSchema[BaseCache] = field(
         default="run",
         metadata={
+            "scope": DEPLOYMENT,
             "description": "call cache: 'run' (an identical call within a run is made once), 'off', or a "
             "SQLite file that also keeps calls across runs and processes (sift eval's default: "
             ".sift/cache.sqlite beside the checkpoints); in the library also any LangChain BaseCache",
@@ -152,6 +171,7 @@ class SiftContext:
     request_timeout: float = field(
         default=120.0,
         metadata={
+            "scope": DEPLOYMENT,
             "description": "seconds one model request may take before it counts as failed",
             "flag": "--timeout",
             "results": False,
@@ -181,6 +201,8 @@ class SiftContext:
             raise ValueError(f"top_p: expected a number in (0, 1] or None, got {self.top_p!r}")
         if not _is_number(self.request_timeout) or self.request_timeout <= 0:
             raise ValueError(f"request_timeout: expected a number of seconds > 0, got {self.request_timeout!r}")
+        if self.api_key is not None and not (isinstance(self.api_key, str) and self.api_key):
+            raise ValueError(f"api_key: expected a non-empty string or None, got {type(self.api_key).__name__}")
         if self.base_url is not None and not (
             isinstance(self.base_url, str) and self.base_url.startswith(("http://", "https://"))
         ):
@@ -273,6 +295,11 @@ def _is_number(value: object) -> bool:
 def setting_specs(context_class: type[SiftContext] = SiftContext) -> tuple[SettingSpec, ...]:
     """Every setting of `context_class` (SiftContext or a subclass), in field order."""
     return specs_of_fields(context_class)
+
+
+def run_settings(context: SiftContext) -> dict[str, Any]:
+    """The run-scope settings of `context` (what a client may send a server), by name."""
+    return {spec.name: getattr(context, spec.name) for spec in setting_specs(type(context)) if not spec.deployment}
 
 
 def context_of(runtime: Runtime[Any]) -> SiftContext:

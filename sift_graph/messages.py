@@ -22,6 +22,7 @@ from langgraph.types import RetryPolicy
 from typing_extensions import TypedDict
 
 from sift_graph.context import SiftContext
+from sift_graph.deployment import Deployment
 from sift_graph.graph import MODEL_RETRY, build_sift_graph
 from sift_graph.state import RoleUsage, RoundRecord, Sticker, validate_question
 
@@ -87,17 +88,19 @@ def reply(state: SiftMessagesState) -> dict[str, Any]:
 
 
 def build_sift_messages_graph(
-    *, retry_policy: RetryPolicy | None = MODEL_RETRY
-) -> StateGraph[SiftMessagesState, SiftContext, MessagesState, MessagesState]:
-    """An uncompiled graph: `{"messages": [...]}` in, one AI message appended out."""
+    *, retry_policy: RetryPolicy | None = MODEL_RETRY, deployment: Deployment | None = None
+) -> StateGraph[SiftMessagesState, Any, MessagesState, MessagesState]:
+    """An uncompiled graph: `{"messages": [...]}` in, one AI message appended out.
+    With a `deployment` it is served: run settings only in its context (as `build_sift_graph`)."""
+    schema: type[Any] = SiftContext if deployment is None else deployment.context_schema
     builder = StateGraph(
         SiftMessagesState,
-        context_schema=SiftContext,
+        context_schema=schema,
         input_schema=MessagesState,
         output_schema=MessagesState,
     )
     builder.add_node("read_question", read_question)
-    builder.add_node("sift", build_sift_graph(retry_policy=retry_policy).compile(name="sift"))
+    builder.add_node("sift", build_sift_graph(retry_policy=retry_policy, deployment=deployment).compile(name="sift"))
     builder.add_node("reply", reply)
     builder.add_edge(START, "read_question")
     builder.add_edge("read_question", "sift")

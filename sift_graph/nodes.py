@@ -8,6 +8,7 @@ model gets truly concurrent requests). Every node streams its step's stage event
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +28,10 @@ from sift_graph.steps import ModelStep, NextStep, consensus_update
 # Only what is defined here: the steps, the context and question validation are public
 # from their own modules (steps, context, state).
 __all__ = ["InlineStep", "ModelNode", "call_cache", "check_consensus", "usage_update"]
+
+ContextResolver = Callable[[Runtime[Any]], SiftContext]
+"""How a node reads its run's SiftContext: `context_of` in the library, a deployment's
+`Deployment.context_of` in a served graph."""
 
 
 def usage_update(role: Role, reply: ModelReply) -> dict[str, dict[str, RoleUsage]]:
@@ -52,9 +57,10 @@ def call_cache(state: SiftState, context: SiftContext) -> BaseCache | None:
 class ModelNode(Runnable[SiftState, dict[str, Any]]):
     """A graph node that makes one model call, with both a sync and an async path."""
 
-    def __init__(self, name: str, step: ModelStep) -> None:
+    def __init__(self, name: str, step: ModelStep, resolve_context: ContextResolver = context_of) -> None:
         self.name = name
         self.step = step
+        self.resolve_context = resolve_context
 
     def _finish(
         self, state: SiftState, reply: ModelReply, context: SiftContext, runtime: Runtime[Any]
@@ -67,7 +73,7 @@ class ModelNode(Runnable[SiftState, dict[str, Any]]):
 
     def invoke(self, input: SiftState, config: RunnableConfig | None = None, **kwargs: Any) -> dict[str, Any]:
         state, runtime = input, get_runtime()
-        context = context_of(runtime)
+        context = self.resolve_context(runtime)
         reply = self.step.reuse(state)
         if reply is None:
             model = resolve_model(context.model, context.connection, context.load_options)
@@ -77,11 +83,13 @@ class ModelNode(Runnable[SiftState, dict[str, Any]]):
 
     async def ainvoke(self, input: SiftState, config: RunnableConfig | None = None, **kwargs: Any) -> dict[str, Any]:
         state, runtime = input, get_runtime()
-        context = context_of(runtime)
+        context = self.resolve_context(runtime)
         reply = self.step.reuse(state)
         if reply is None:
             model = await aresolve_model(context.model, context.connection, context.load_options)
-            cache = call_cache(state, context)
+            # A file store opens (mkdir, connect) in a worker thread, off the event loop.
+            opens_a_file = isinstance(context.cache, str) and context.cache not in ("run", "off")
+            cache = await asyncio.to_thread(call_cache, state, context) if opens_a_file else call_cache(state, context)
             reply = await acall_model(model, self.step.role, self.step.prompt(state), context, config, cache)
         return self._finish(state, reply, context, runtime)
 
@@ -105,13 +113,15 @@ class InlineStep(Runnable[SiftState, Any]):
         return self.func(input, get_runtime())
 
 
-def check_consensus(state: SiftState, runtime: Runtime[SiftContext]) -> Command[NextStep]:
+def check_consensus(
+    state: SiftState, runtime: Runtime[Any], resolve_context: ContextResolver = context_of
+) -> Command[NextStep]:
     """Record the round and go on: to the end on agreement (answering with the
     query+sticker prediction), else to the next round or the fallback.
 
     The node routes itself (a `Command`) rather than through a conditional edge: the
     decision needs the round just recorded, and a separate router would be one more
     runnable per round, which LangGraph runs in a worker thread under `ainvoke`."""
-    update, event, goto = consensus_update(state, context_of(runtime))
+    update, event, goto = consensus_update(state, resolve_context(runtime))
     runtime.stream_writer(event)
     return Command(update=update, goto=goto)

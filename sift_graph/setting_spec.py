@@ -16,9 +16,19 @@ from typing import Any, Literal, Union
 #   "results": False for a setting that cannot change an answer (left out of the digest);
 #   "omit_default": True for a setting added after result sets existed: left out of the
 #              digest at its default, so those result sets keep their digest;
-#   "scope":   "run" for a setting a client may choose for its own run;
+#   "scope":   DEPLOYMENT or RUN, explicit on every field (a test holds a new one to it);
 #   "sift_only": True for a setting of SIFT's rounds that a plain chain-of-thought solve
 #              (the CoT baseline, self-consistency's samples) does not read.
+
+
+DEPLOYMENT = "deployment"
+"""Scope of a setting only the deployment chooses: which model, its server and key, the
+call cache, the local dtype, anything that names a file, a host or code to load, or
+that loads a new client when varied (`request_timeout`). A served path takes these from
+its deployment only, never from a client."""
+RUN = "run"
+"""Scope of a setting a caller may choose per run: decoding, rounds, comparator, seed
+(a served path bounds them, see `sift_graph.deployment`)."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +48,8 @@ class SettingSpec:
     """Left out of the digest at its default (see `SiftContext.result_settings`)."""
     sift_only: bool
     """Read by SIFT's rounds only, not by a plain chain-of-thought solve."""
+    deployment: bool
+    """Whether only the deployment chooses it (scope DEPLOYMENT): a served path refuses it from a client."""
 
 
 def value_type_of(hint: Any) -> tuple[type, tuple[str, ...] | None]:
@@ -53,6 +65,13 @@ def value_type_of(hint: Any) -> tuple[type, tuple[str, ...] | None]:
     if hint in (int, float, str):
         return hint, None
     return object, None
+
+
+def _scope(item: dataclasses.Field[Any]) -> str:
+    scope = item.metadata.get("scope")
+    if scope not in (DEPLOYMENT, RUN):
+        raise TypeError(f"{item.name}: a SiftContext field declares its scope: 'deployment' or 'run', got {scope!r}")
+    return str(scope)
 
 
 def specs_of_fields(context_class: type) -> tuple[SettingSpec, ...]:
@@ -73,6 +92,7 @@ def specs_of_fields(context_class: type) -> tuple[SettingSpec, ...]:
                 changes_results=bool(item.metadata.get("results", True)),
                 omit_default=bool(item.metadata.get("omit_default", False)),
                 sift_only=bool(item.metadata.get("sift_only", False)),
+                deployment=_scope(item) == DEPLOYMENT,
             )
         )
     return tuple(specs)

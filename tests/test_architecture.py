@@ -12,7 +12,10 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "sift_graph"
 MODULES = sorted(PACKAGE.rglob("*.py"))
 MAX_LINES = 300
-LONGER_ON_PURPOSE: dict[str, str] = {}
+LONGER_ON_PURPOSE: dict[str, str] = {
+    "context.py": "the one definition of every setting, a field each with its help, scope and checks: "
+    "split, a setting would be defined in two places",
+}
 """Module (relative to sift_graph/) -> why it is over MAX_LINES."""
 
 

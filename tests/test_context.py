@@ -11,7 +11,7 @@ import pytest
 
 from sift_graph import SiftContext
 from sift_graph.cli.common import ArgumentParser, UsageError, add_model_arguments, context_from_args
-from sift_graph.context import setting_specs
+from sift_graph.context import run_settings, setting_specs
 from sift_graph.evaluation.results import EvalConfig
 
 
@@ -19,7 +19,7 @@ from sift_graph.evaluation.results import EvalConfig
 class ExtendedContext(SiftContext):
     """What a contributor adds: one field, nothing else."""
 
-    beam_width: int = field(default=1, metadata={"description": "beams per model call"})
+    beam_width: int = field(default=1, metadata={"description": "beams per model call", "scope": "run"})
 
 
 def parser_for(context_class: type[SiftContext], *, resumable: bool = False) -> ArgumentParser:
@@ -110,3 +110,34 @@ def test_a_bad_flag_value_is_one_usage_error():
     args = parser_for(SiftContext).parse_args(["--max-tokens", "0"])
     with pytest.raises(UsageError, match=r"^max_tokens: expected an integer >= 1, got 0"):
         context_from_args(args)
+
+
+def test_every_field_declares_its_scope_explicitly():
+    for item in dataclasses.fields(SiftContext):
+        assert item.metadata.get("scope") in ("deployment", "run"), item.name
+
+
+def test_a_field_without_a_scope_is_refused_naming_it():
+    @dataclass(kw_only=True)
+    class Unscoped(SiftContext):
+        beams: int = field(default=1, metadata={"description": "beams per model call"})
+
+    with pytest.raises(TypeError, match=r"^beams: a SiftContext field declares its scope"):
+        setting_specs(Unscoped)
+
+
+def test_the_scope_split():
+    deployment = {spec.name for spec in setting_specs() if spec.deployment}
+    assert deployment == {"model", "dtype", "base_url", "api_key", "cache", "request_timeout"}
+    assert set(run_settings(SiftContext())) == {
+        "forward_rounds", "inverse_rounds", "max_stage", "fallback_answer", "sticker_check",
+        "max_tokens", "temperature", "top_p", "seed", "comparator",
+    }  # fmt: skip
+    context = SiftContext(model="openai:m", base_url="http://127.0.0.1:1/v1", max_tokens=64, seed=3)
+    assert run_settings(context)["max_tokens"] == 64 and "base_url" not in run_settings(context)
+
+
+@pytest.mark.parametrize("api_key", [5, b"key", "", ["k"]])
+def test_a_bad_api_key_is_refused_naming_the_field(api_key):
+    with pytest.raises(ValueError, match=r"^api_key: expected a non-empty string or None"):
+        SiftContext(api_key=api_key)

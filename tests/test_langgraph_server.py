@@ -5,13 +5,14 @@ driven with the official openai client and ChatOpenAI."""
 
 from __future__ import annotations
 
-import json
 import threading
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from sift_graph import SiftContext
+from sift_graph.context import run_settings
 from sift_graph.testing import QUESTION, boxed, script_for
 
 from fault_server import FaultServer
@@ -31,7 +32,8 @@ def folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def upstream():
-    """The OpenAI routes' model: `openai:test-model` on the fault server (agreeing on 5)."""
+    """The deployment's model, for the graphs and the OpenAI routes alike:
+    `openai:test-model` on the fault server (agreeing on 5)."""
     replies = {role: reply if isinstance(reply, str) else reply[-1] for role, reply in SCRIPT.items()}
     server = FaultServer(replies).start()
     yield server
@@ -52,41 +54,43 @@ def server(folder, upstream):
         yield url
 
 
+def disagree_in_round_1(upstream: FaultServer) -> None:
+    """The deployment's model (the fault server) answers the next round's two predictions
+    4 and 3, then 5 and 5 as it always does: round 1 disagrees, round 2 agrees."""
+    for role in ("predict_sticker", "predict_query_sticker"):
+        upstream.plan[role] = [{"content": SCRIPT[role][0]}]
+
+
 @pytest.fixture
-def scripted_spec(tmp_path):
-    """A new scripted-model file per call: the server loads a spec once and keeps it, and
-    the fake's replies go by call order, so every run gets a fresh one."""
-    made = []
-
-    def make() -> str:
-        path = tmp_path / f"model-{len(made)}.json"
-        path.write_text(json.dumps({"script": SCRIPT}), encoding="utf-8")
-        made.append(path)
-        return f"scripted:{path}"
-
-    return make
+def listener():
+    """A loopback server of the test's own, which a client would like the server to call."""
+    server = FaultServer({role: replies[-1] for role, replies in SCRIPT.items()}).start()
+    yield server
+    server.stop()
 
 
-async def test_both_graphs_are_served(server):
+async def test_both_graphs_are_served_with_only_run_settings_in_their_context(server):
     from langgraph_sdk import get_client
 
     client = get_client(url=server)
     graphs = {assistant["graph_id"] for assistant in await client.assistants.search(limit=50)}
     assert {"sift", "sift_chat"} <= graphs
+    for graph_id in ("sift", "sift_chat"):
+        assistant_id = (await client.assistants.search(graph_id=graph_id))[0]["assistant_id"]
+        schemas = await client.assistants.get_schemas(assistant_id)
+        assert set(schemas["context_schema"]["properties"]) == set(run_settings(SiftContext()))  # Studio's form
     schemas = await client.assistants.get_schemas((await client.assistants.search(graph_id="sift"))[0]["assistant_id"])
-    assert "model" in schemas["context_schema"]["properties"]
     assert set(schemas["input_schema"]["properties"]) == {"question", "fallback"}  # fallback: optional
     assert schemas["input_schema"]["required"] == ["question"]
 
 
-async def test_a_run_streams_its_stages_and_keeps_its_history(server, scripted_spec):
+async def test_a_run_streams_its_stages_and_keeps_its_history(server, upstream):
     from langgraph_sdk import get_client
 
     client = get_client(url=server)
-    assistant = await client.assistants.create(
-        graph_id="sift", context={"model": scripted_spec()}, name="sift-scripted"
-    )
+    assistant = await client.assistants.create(graph_id="sift", context={"max_tokens": 256}, name="sift-tokens")
     thread = await client.threads.create()
+    disagree_in_round_1(upstream)
     stages, final = [], None
     async for part in client.runs.stream(
         thread["thread_id"],
@@ -110,34 +114,36 @@ async def test_a_run_streams_its_stages_and_keeps_its_history(server, scripted_s
     assert history[0]["values"]["answer"] == "5"
 
 
-async def test_context_is_set_per_assistant_and_per_run(server, scripted_spec):
+async def test_context_is_set_per_assistant_and_per_run(server, upstream):
     from langgraph_sdk import get_client
 
     client = get_client(url=server)
     # An assistant with no refinement budget: round 1 disagrees, so it falls back.
     frugal = await client.assistants.create(
-        graph_id="sift", context={"model": scripted_spec(), "forward_rounds": 0, "inverse_rounds": 0}, name="frugal"
+        graph_id="sift", context={"forward_rounds": 0, "inverse_rounds": 0}, name="frugal"
     )
     thread = await client.threads.create()
+    disagree_in_round_1(upstream)
     result = await client.runs.wait(thread["thread_id"], frugal["assistant_id"], input={"question": QUESTION})
     assert result["consensus_round"] is None and result["answer"] == "7" and len(result["rounds"]) == 1
 
     # The same assistant, with the budget raised for one run.
     thread = await client.threads.create()
+    disagree_in_round_1(upstream)
     result = await client.runs.wait(
         thread["thread_id"],
         frugal["assistant_id"],
         input={"question": QUESTION},
-        context={"model": scripted_spec(), "forward_rounds": 1, "inverse_rounds": 0},
+        context={"forward_rounds": 1, "inverse_rounds": 0},
     )
     assert result["consensus_round"] == 2
 
 
-async def test_chat_graph_answers_with_an_ai_message(server, scripted_spec):
+async def test_chat_graph_answers_with_an_ai_message(server):
     from langgraph_sdk import get_client
 
     client = get_client(url=server)
-    assistant = await client.assistants.create(graph_id="sift_chat", context={"model": scripted_spec()}, name="chat")
+    assistant = await client.assistants.create(graph_id="sift_chat", name="chat")
     thread = await client.threads.create()
     namespaces = set()
     async for part in client.runs.stream(
@@ -154,6 +160,58 @@ async def test_chat_graph_answers_with_an_ai_message(server, scripted_spec):
     assert [m["type"] for m in messages] == ["human", "ai"]
     assert messages[1]["response_metadata"]["sift_answer"] == "5"
     assert any("sift" in event for event in namespaces)  # SIFT's stages, from the subgraph
+
+
+@pytest.mark.parametrize("graph_id", ["sift", "sift_chat"])
+def test_a_context_naming_a_deployment_setting_is_refused_and_nothing_is_sent(server, upstream, listener, graph_id):
+    import httpx
+
+    before = len(upstream.requests)
+    question = {"question": QUESTION} if graph_id == "sift" else {"messages": [{"role": "user", "content": QUESTION}]}
+    for setting in (
+        {"base_url": listener.base_url, "model": "openai:test-model"},
+        {"base_url": listener.base_url},
+        {"api_key": "sk-client"},
+        {"cache": "/tmp/sift-client-chosen.sqlite"},
+        {"model": "openai:gpt-4o"},
+        {"dtype": "float32"},
+    ):
+        named = next(iter(setting))
+        run = {"assistant_id": graph_id, "input": question, "context": {"max_tokens": 64, **setting}}
+        for path, body in (
+            ("/runs/wait", run),
+            ("/runs/wait", {**{k: v for k, v in run.items() if k != "context"}, "config": {"configurable": setting}}),
+            ("/assistants", {"graph_id": graph_id, "context": setting}),
+        ):
+            response = httpx.post(f"{server}{path}", json=body, timeout=30)
+            assert response.status_code == 400, (path, setting, response.text)
+            assert response.json()["error"]["param"] == named
+            assert response.json()["error"]["message"].startswith(f"{named}: a deployment setting")
+    assert listener.requests == [] and len(upstream.requests) == before
+
+
+def test_a_run_with_decoding_only_answers_through_the_deployments_model(server, upstream):
+    import httpx
+
+    before = len(upstream.requests)
+    run = {"assistant_id": "sift", "input": {"question": QUESTION}, "context": {"max_tokens": 77, "temperature": 0.4}}
+    response = httpx.post(f"{server}/runs/wait", json=run, timeout=60)
+    assert response.status_code == 200 and response.json()["answer"] == "5"
+    asked = upstream.requests[before:]
+    assert asked and {(r["model"], r["max_tokens"], r["temperature"]) for r in asked} == {("test-model", 77, 0.4)}
+
+
+def test_the_mounted_routes_refuse_a_deployment_setting_in_a_body(server, listener):
+    import openai
+
+    client = openai.OpenAI(base_url=f"{server}/v1", api_key="unused", max_retries=0)
+    for name in ("base_url", "api_key", "cache", "dtype"):
+        with pytest.raises(openai.BadRequestError) as raised:
+            client.chat.completions.create(
+                model="sift", messages=[{"role": "user", "content": QUESTION}], extra_body={name: listener.base_url}
+            )
+        assert raised.value.body["param"] == name
+    assert listener.requests == []
 
 
 def test_the_openai_routes_are_mounted_beside_the_langgraph_api(server, folder):

@@ -9,6 +9,7 @@ import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from sift_graph import SiftContext
+from sift_graph.deployment import Deployment, RunLimits
 from sift_graph.events import consensus_event, direct_event
 from sift_graph.serve.errors import ApiError, RunCancelled, ServerBusy, api_error_for, redact
 from sift_graph.serve.payloads import (
@@ -112,7 +113,7 @@ def test_another_model_is_404():
 
 def test_decoding_overrides_the_servers_defaults():
     defaults = SiftContext(model="default", max_tokens=512, temperature=0.0, forward_rounds=2)
-    context = context_for(defaults, {"max_completion_tokens": 64, "temperature": 0.7, "top_p": 0.9})
+    context = context_for(Deployment(context=defaults), {"max_completion_tokens": 64, "temperature": 0.7, "top_p": 0.9})
     assert (context.max_tokens, context.temperature, context.top_p, context.forward_rounds) == (64, 0.7, 0.9, 2)
     assert defaults.max_tokens == 512  # the server's own settings are not touched
 
@@ -126,13 +127,30 @@ def test_decoding_overrides_the_servers_defaults():
         ({"max_tokens": 0}, "max_tokens"),
         ({"max_tokens": True}, "max_tokens"),
         ({"max_completion_tokens": 1.5}, "max_completion_tokens"),
+        ({"max_tokens": 4097}, "max_tokens"),
     ],
 )
 def test_bad_decoding_values_are_400_naming_the_parameter(decoding, param):
     with pytest.raises(ApiError) as raised:
-        context_for(SiftContext(), decoding)
+        context_for(Deployment(), decoding)
     assert raised.value.status == 400 and raised.value.param == param
-    assert raised.value.message.startswith(f"{param}: expected")
+    assert raised.value.message.startswith((f"{param}: expected", f"{param}: this deployment allows at most"))
+
+
+@pytest.mark.parametrize("name", ["base_url", "api_key", "cache", "dtype", "request_timeout"])
+def test_a_body_naming_a_deployment_setting_is_400_naming_it(name):
+    with pytest.raises(ApiError) as raised:
+        parse_chat_request(body(**{name: "http://127.0.0.1:9/v1"}))
+    assert raised.value.status == 400 and raised.value.param == name
+    assert raised.value.message.startswith(f"{name}: a deployment setting")
+
+
+def test_max_tokens_is_capped_by_the_deployments_limit():
+    deployment = Deployment(context=SiftContext(max_tokens=64), limits=RunLimits(max_tokens=100))
+    assert context_for(deployment, {"max_tokens": 100}).max_tokens == 100
+    with pytest.raises(ApiError) as raised:
+        context_for(deployment, {"max_completion_tokens": 101})
+    assert raised.value.status == 400 and raised.value.param == "max_completion_tokens"
 
 
 def output(consensus_round=2):

@@ -2,12 +2,16 @@
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 
+import pytest
 from langgraph.graph.state import CompiledStateGraph, StateGraph
 
 from sift_graph import SiftContext, build_sift_graph
+from sift_graph.context import run_settings, setting_specs
 from sift_graph.state import SiftInput, SiftOutput
+from sift_graph.testing import QUESTION, script_for
 
 ROOT = Path(__file__).resolve().parent.parent
 NODES = {
@@ -79,20 +83,66 @@ def test_input_and_output_json_schemas():
     }
 
 
-def test_context_fields_are_settable_from_studio():
+def test_studios_context_form_has_only_the_run_settings():
     properties = load_exported_graph().get_context_jsonschema()["properties"]
-    assert {"model", "forward_rounds", "inverse_rounds", "max_tokens", "temperature", "base_url"} <= set(properties)
-    assert properties["model"]["anyOf"] == [{"type": "string"}, {"type": "null"}]
+    assert set(properties) == set(run_settings(SiftContext()))
+    assert not set(properties) & {spec.name for spec in setting_specs() if spec.deployment}
+    assert properties["max_tokens"]["description"] == "new-token limit of every model call"
 
 
-def test_a_json_context_as_the_server_sends_it(monkeypatch):
-    from sift_graph.testing import QUESTION, ScriptedChatModel, script_for
+def scripted_deployment(monkeypatch, tmp_path, script, **env):
+    """The exported graph of a deployment whose model (`SIFT_MODEL`) is a scripted file."""
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps({"script": script}), encoding="utf-8")
+    monkeypatch.setenv("SIFT_MODEL", f"scripted:{path}")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return load_exported_graph()
 
-    model = ScriptedChatModel(script=script_for(["1"], ["2"]))
-    monkeypatch.setattr("sift_graph.nodes.resolve_model", lambda spec, connection=None, options=None: model)
-    result = load_exported_graph().invoke(
-        {"question": QUESTION}, context={"model": "default", "forward_rounds": 0, "inverse_rounds": 0, "max_tokens": 9}
-    )
+
+def test_a_json_context_as_the_server_sends_it(monkeypatch, tmp_path):
+    from sift_graph.models.specs import resolve_model
+
+    graph = scripted_deployment(monkeypatch, tmp_path, script_for(["1"], ["2"]))
+    result = graph.invoke({"question": QUESTION}, context={"forward_rounds": 0, "inverse_rounds": 0, "max_tokens": 9})
     assert result["consensus_round"] is None
+    model = resolve_model(os.environ["SIFT_MODEL"])  # the deployment's, as loaded by the run
     assert model.call_counts() == {"sticker": 1, "predict_sticker": 1, "predict_query_sticker": 1, "direct": 1}
     assert model.calls[0].kwargs["max_tokens"] == 9
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"base_url": "http://127.0.0.1:9/v1"},
+        {"api_key": "sk-client"},
+        {"cache": "/tmp/anywhere.sqlite"},
+        {"model": "openai:gpt-4o"},
+        {"dtype": "float32"},
+        {"request_timeout": 1},
+    ],
+)
+def test_a_context_naming_a_deployment_setting_is_refused_before_any_call(monkeypatch, tmp_path, setting):
+    from sift_graph.models.specs import resolve_model
+
+    graph = scripted_deployment(monkeypatch, tmp_path, script_for(["1"], ["2"]))
+    name = next(iter(setting))
+    with pytest.raises(ValueError, match=f"^{name}: a deployment setting"):
+        graph.invoke({"question": QUESTION}, context={"max_tokens": 9, **setting})
+    assert resolve_model(os.environ["SIFT_MODEL"]).calls == []
+
+
+def test_the_deployment_bounds_what_a_run_may_ask_for(monkeypatch, tmp_path):
+    graph = scripted_deployment(
+        monkeypatch, tmp_path, script_for(["1"], ["1"]), SIFT_MAX_TOKENS_LIMIT="100", SIFT_MAX_ROUNDS_LIMIT="2"
+    )
+    with pytest.raises(ValueError, match=r"^max_tokens: this deployment allows at most 100, got 101"):
+        graph.invoke({"question": QUESTION}, context={"max_tokens": 101})
+    with pytest.raises(ValueError, match=r"^inverse_rounds: this deployment allows at most 2 rounds, got 3"):
+        graph.invoke({"question": QUESTION}, context={"inverse_rounds": 3})
+    assert graph.invoke({"question": QUESTION}, context={"max_tokens": 100})["answer"] == "1"
+
+
+def test_the_library_graph_still_takes_every_setting():
+    context = build_sift_graph().compile().get_context_jsonschema()["properties"]
+    assert {spec.name for spec in setting_specs()} - {"api_key"} <= set(context) | {"api_key"}

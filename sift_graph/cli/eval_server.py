@@ -11,7 +11,6 @@ from typing import TextIO
 from sift_graph.cli.common import UsageError, context_from_args
 from sift_graph.cli.eval_results import announce_results, check_not_all_failed, held_results, print_results
 from sift_graph.context import setting_specs
-from sift_graph.deployment import DEPLOYMENT_SETTINGS
 from sift_graph.evaluation.datasets import Question
 from sift_graph.evaluation.results import ResultStore
 
@@ -60,5 +59,5 @@ def refuse_deployment_flags(args: argparse.Namespace) -> None:
     """With --server, the deployment owns the model, its server, key, cache and dtype:
     a flag naming one is refused rather than silently ignored."""
     for spec in setting_specs():
-        if spec.name in DEPLOYMENT_SETTINGS and getattr(args, spec.name, None) not in (None, spec.default):
+        if spec.deployment and getattr(args, spec.name, None) not in (None, spec.default):
             raise UsageError(f"{spec.flag}: chosen by the server's deployment, not by --server's client")

@@ -25,8 +25,10 @@ from sift_graph.cli.common import (
     load_model_quietly,
     quiet_transformers,
 )
+from sift_graph.deployment import DEFAULT_MAX_TOKENS_LIMIT, OverLimit, RunLimits
 from sift_graph.serve import MODEL_ID, ServeSettings, SiftService, StoreUnavailable, create_app
 from sift_graph.serve.settings import DEFAULT_MAX_CONCURRENCY
+from sift_graph.serve.store import MEMORY_THREADS
 
 # Seconds that requests still open at Ctrl-C get to finish before their runs are cancelled.
 _GRACEFUL_SHUTDOWN_S = 5
@@ -41,7 +43,15 @@ def add_serve_command(commands: Any) -> None:
         "--checkpoints",
         default=None,
         help="where each request's run is kept: a SQLite file, a postgresql:// URL or 'memory' "
+        f"(the last {MEMORY_THREADS} threads written; older ones are forgotten) "
         "(default $SIFT_CHECKPOINTS, else .sift/checkpoints.sqlite, as for sift solve)",
+    )
+    parser.add_argument(
+        "--max-tokens-limit",
+        type=int,
+        default=DEFAULT_MAX_TOKENS_LIMIT,
+        help=f"the largest max_tokens a request may ask for (default {DEFAULT_MAX_TOKENS_LIMIT}); "
+        "the model and its server are the flags' only, never a request's",
     )
     parser.add_argument(
         "--max-concurrency",
@@ -60,9 +70,11 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
             context=context_from_args(args),
             checkpoints=args.checkpoints or default_checkpoints(),
             max_concurrency=args.max_concurrency,
+            limits=RunLimits(max_tokens=args.max_tokens_limit),
         )
     except ValueError as exc:
-        raise UsageError(str(exc)) from exc
+        hint = " (--max-tokens-limit raises the limit)" if isinstance(exc, OverLimit) else ""
+        raise UsageError(f"{exc}{hint}") from exc
 
 
 def serve_command(args: argparse.Namespace) -> int:

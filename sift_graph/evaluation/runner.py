@@ -31,11 +31,12 @@ from langgraph.graph import END, START, StateGraph
 from typing_extensions import TypedDict
 
 from sift_graph.context import SiftContext
+from sift_graph.deployment import Deployment
 from sift_graph.evaluation.datasets import Question
 from sift_graph.evaluation.records import build_record, build_sample_record
 from sift_graph.evaluation.results import ResultStore, record_key
 from sift_graph.faults import describe_fault, is_unreachable
-from sift_graph.graph import MODEL_RETRY, build_sift_graph, model_node
+from sift_graph.graph import MODEL_RETRY, build_sift_graph, context_handling, model_node
 from sift_graph.state import Prediction, RoleUsage, SiftInput, SiftState
 
 
@@ -47,10 +48,15 @@ class CotOutput(TypedDict):
     """The baseline's prediction, handed to SIFT as its fallback."""
 
 
-def build_cot_graph() -> StateGraph[SiftState, SiftContext, SiftInput, CotOutput]:
-    """The zero-shot CoT baseline: SIFT's fallback node alone. Uncompiled, like SIFT's."""
-    builder = StateGraph(SiftState, context_schema=SiftContext, input_schema=SiftInput, output_schema=CotOutput)
-    builder.add_node("direct_answer", model_node("direct_answer"), retry_policy=MODEL_RETRY)
+def build_cot_graph(
+    *, deployment: Deployment | None = None
+) -> StateGraph[SiftState, SiftContext, SiftInput, CotOutput]:
+    """The zero-shot CoT baseline: SIFT's fallback node alone. Uncompiled, like SIFT's, and
+    served like it with a `deployment` (see `build_sift_graph`)."""
+    schema, resolve = context_handling(deployment)
+    builder = StateGraph(SiftState, context_schema=schema, input_schema=SiftInput, output_schema=CotOutput)
+    # The baseline: a plain chain-of-thought answer (SIFT's own fallback call).
+    builder.add_node("direct_answer", model_node("direct_answer", resolve), retry_policy=MODEL_RETRY)
     builder.add_edge(START, "direct_answer")
     builder.add_edge("direct_answer", END)
     return builder

@@ -25,8 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from sift_graph.context import SiftContext
-from sift_graph.deployment import run_settings
+from sift_graph.context import SiftContext, run_settings
 from sift_graph.evaluation.datasets import Question
 from sift_graph.evaluation.records import build_record
 from sift_graph.evaluation.results import EvalConfig, ResultStore

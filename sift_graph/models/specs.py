@@ -24,6 +24,7 @@ import asyncio
 import hashlib
 import importlib
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,8 +118,24 @@ def _loader(prefix: str) -> Loader:
     return loader
 
 
-_loaded: dict[tuple[Any, ...], BaseChatModel] = {}
+LOADED_MODELS_KEPT = 4
+"""Loaded models kept per process (LRU by use). A setting a caller varies (a timeout, a
+server) must not grow a server's memory with a client per value (issue 21, M1); an
+evicted model is dropped, and freed once no run in progress still holds it."""
+_loaded: OrderedDict[tuple[Any, ...], BaseChatModel] = OrderedDict()
 _load_lock = threading.Lock()
+
+
+def _kept(key: tuple[Any, ...]) -> BaseChatModel | None:
+    """The loaded model under `key`, now the most recently used; None if not loaded."""
+    # Without the lock, which a load holds for as long as it takes (minutes for a local
+    # model): a hit must not wait for it. Evicted between the two steps: loaded again.
+    try:
+        model = _loaded[key]
+        _loaded.move_to_end(key)
+    except KeyError:
+        return None
+    return model
 
 
 def _cache_key(spec: str, connection: Connection | None, options: LoadOptions | None) -> tuple[Any, ...]:
@@ -138,7 +155,7 @@ def resolve_model(
         return model
     spec = model or DEFAULT_MODEL_SPEC
     key = _cache_key(spec, connection, options)
-    cached = _loaded.get(key)
+    cached = _kept(key)
     if cached is not None:
         return cached
     validate_model_spec(spec)
@@ -146,6 +163,9 @@ def resolve_model(
         if key not in _loaded:
             prefix, target = split_spec(spec)
             _loaded[key] = _loader(prefix)(target, connection or Connection(), options or LoadOptions())
+            while len(_loaded) > LOADED_MODELS_KEPT:
+                _loaded.popitem(last=False)
+        _loaded.move_to_end(key)
         return _loaded[key]
 
 
@@ -155,5 +175,5 @@ async def aresolve_model(
     """`resolve_model` for async callers: a first load runs off the event loop."""
     if isinstance(model, BaseChatModel):
         return model
-    cached = _loaded.get(_cache_key(model or DEFAULT_MODEL_SPEC, connection, options))
+    cached = _kept(_cache_key(model or DEFAULT_MODEL_SPEC, connection, options))
     return cached if cached is not None else await asyncio.to_thread(resolve_model, model, connection, options)

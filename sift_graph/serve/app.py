@@ -31,6 +31,7 @@ from starlette.routing import Mount, Route
 
 from sift_graph.narration import format_event
 from sift_graph.serve.errors import ApiError, api_error_for, bad_request
+from sift_graph.serve.guard import DeploymentSettingsGuard
 from sift_graph.serve.payloads import (
     DONE,
     Stamp,
@@ -112,7 +113,7 @@ class OpenAIRoutes:
     async def chat_completions(self, request: Request) -> Response:
         try:
             chat = parse_chat_request(await _json_body(request))
-            context = context_for(self.service.settings.context, chat.decoding)
+            context = context_for(self.service.settings.deployment, chat.decoding)
             run = self.service.start(chat.question, context)
         except Exception as exc:  # bad input (400, 404), no free slot (429), or a bug (500)
             return self._error_response(exc)
@@ -182,5 +183,8 @@ def create_app(service: SiftService) -> Starlette:
 
 
 def app_from_env() -> Starlette:
-    """The app configured from the environment: the LangGraph server's custom HTTP app."""
-    return create_app(SiftService(settings_from_env()))
+    """The app configured from the environment: the LangGraph server's custom HTTP app.
+    Its middleware guards the server's own routes too (see `guard`)."""
+    app = create_app(SiftService(settings_from_env()))
+    app.add_middleware(DeploymentSettingsGuard)
+    return app

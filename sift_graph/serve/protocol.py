@@ -7,17 +7,19 @@
   server's decoding for this request; `max_tokens` limits each SIFT call.
 - What SIFT cannot do is refused with a 400 rather than ignored: tools and tool
   messages, more than one choice (`n`), non-text content, a `response_format`.
-  Any other field is accepted and has no effect.
+  A field named as a deployment setting (`base_url`, `api_key`, `cache`, `dtype`,
+  `request_timeout`: the server's own) is refused with a 400 too, and `max_tokens` over
+  the server's limit. Any other field is accepted and has no effect.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sift_graph.context import SiftContext
+from sift_graph.context import SiftContext, run_settings, setting_specs
+from sift_graph.deployment import Deployment
 from sift_graph.serve.errors import ApiError, bad_request
 from sift_graph.serve.settings import MODEL_ID
 
@@ -96,6 +98,12 @@ def _flag(body: Mapping[str, Any], name: str) -> bool:
 def _refuse_unsupported(body: Mapping[str, Any]) -> None:
     if body.get("n") not in (None, 1):
         raise bad_request(f"n: SIFT gives one answer per request, got n={body['n']!r}", "n")
+    for spec in setting_specs():
+        # `model` is OpenAI's own parameter (the served model's id), checked on its own.
+        if spec.deployment and spec.name != "model" and spec.name in body:
+            raise bad_request(
+                f"{spec.name}: a deployment setting, chosen by the server and never by a request", spec.name
+            )
     for name in ("tools", "functions"):
         if body.get(name):
             raise bad_request(f"{name}: SIFT calls no tools", name)
@@ -137,13 +145,16 @@ def parse_chat_request(body: Any) -> ChatRequest:
     )
 
 
-def context_for(defaults: SiftContext, decoding: Mapping[str, Any]) -> SiftContext:
-    """The server's run settings with a request's decoding; a bad value is a 400 naming
-    the request's parameter (SiftContext checks it, as it checks every setting)."""
-    context = defaults
+def context_for(deployment: Deployment | SiftContext, decoding: Mapping[str, Any]) -> SiftContext:
+    """The deployment's settings with a request's decoding; a bad value or one over the
+    deployment's limit is a 400 naming the request's parameter. (A bare SiftContext is
+    a deployment with the default limits.)"""
+    if isinstance(deployment, SiftContext):
+        deployment = Deployment(context=deployment)
+    context = deployment.context
     for param, value in decoding.items():
         try:
-            context = dataclasses.replace(context, **{DECODING_PARAMS[param]: value})
+            context = deployment.served_context({**run_settings(context), DECODING_PARAMS[param]: value})
         except ValueError as exc:
             reason = str(exc).partition(": ")[2] or str(exc)
             raise bad_request(f"{param}: {reason}", param) from None

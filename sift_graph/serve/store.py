@@ -1,7 +1,8 @@
 """The checkpoint store of a server, whose event loop serves every request.
 
-PostgreSQL and the in-memory saver come from `checkpoints.aopen_checkpointer` as they
-are (the one has an async driver, the other no I/O). The SQLite saver there works on
+PostgreSQL comes from `checkpoints.aopen_checkpointer` as it is (an async driver). The
+in-memory saver is bounded: a server runs for weeks, so it keeps the last
+`MEMORY_THREADS` threads (by last write) and forgets older ones (`BoundedMemorySaver`). The SQLite saver there works on
 the calling thread, which suits one run per process (`sift solve`); in a server it would
 hold up every other request during each write, and `langgraph dev` refuses such blocking
 calls. Here its work goes to a worker thread: one hop per saver call, same tables and
@@ -13,11 +14,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import threading
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from langgraph.checkpoint.base import BaseCheckpointSaver
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver, ChannelVersions, Checkpoint, CheckpointMetadata
+from langgraph.checkpoint.memory import InMemorySaver
 
 from sift_graph.checkpoints import (
     SqliteFileSaver,
@@ -28,6 +33,9 @@ from sift_graph.checkpoints import (
 )
 
 T = TypeVar("T")
+MEMORY_THREADS = 1000
+"""Threads a server's in-memory checkpoints keep (`--checkpoints memory`): the most
+recently written; an older one is forgotten (use SQLite or PostgreSQL to keep them all)."""
 
 
 class StoreUnavailable(Exception):
@@ -39,6 +47,41 @@ class ThreadedSqliteSaver(SqliteFileSaver):
 
     async def _call(self, work: Callable[[], T]) -> T:
         return await asyncio.to_thread(work)
+
+
+class BoundedMemorySaver(InMemorySaver):
+    """LangGraph's in-memory saver keeping the `max_threads` most recently written
+    threads: a new thread's first checkpoint deletes the least recently written one."""
+
+    def __init__(self, max_threads: int = MEMORY_THREADS) -> None:
+        super().__init__()
+        self.max_threads = max_threads
+        self._recent: OrderedDict[str, None] = OrderedDict()
+        self._recent_lock = threading.Lock()
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        saved = super().put(config, checkpoint, metadata, new_versions)
+        self._touch(str(config["configurable"]["thread_id"]))
+        return saved
+
+    def _touch(self, thread_id: str) -> None:
+        with self._recent_lock:
+            self._recent[thread_id] = None
+            self._recent.move_to_end(thread_id)
+            forgotten = [self._recent.popitem(last=False)[0] for _ in range(len(self._recent) - self.max_threads)]
+        for old in forgotten:
+            self.delete_thread(old)
+
+
+@contextlib.asynccontextmanager
+async def _bounded_memory(setting: str) -> AsyncIterator[BaseCheckpointSaver[Any]]:
+    yield BoundedMemorySaver(MEMORY_THREADS)  # read at open: a test may lower it
 
 
 @contextlib.asynccontextmanager
@@ -59,7 +102,8 @@ async def open_store(setting: str) -> AsyncIterator[BaseCheckpointSaver[str]]:
     """A ready saver for `setting`; StoreUnavailable (one line) if it cannot be opened."""
     import psycopg
 
-    opener = _threaded_sqlite if checkpoint_kind(setting) == "sqlite" else aopen_checkpointer
+    openers = {"sqlite": _threaded_sqlite, "memory": _bounded_memory}
+    opener = openers.get(checkpoint_kind(setting), aopen_checkpointer)
     async with contextlib.AsyncExitStack() as stack:
         try:
             saver = await stack.enter_async_context(opener(setting))
