@@ -234,6 +234,49 @@ def local_rows(args: argparse.Namespace) -> list[Row]:
     return rows
 
 
+def resume_rows(args: argparse.Namespace) -> list[Row]:
+    from benchmarks import resume
+
+    rows = []
+    for r in resume.run_resume():
+        share, lost = r.after_interrupt / resume.CALL_TOKENS, r.again / resume.CALL_TOKENS
+        before = r.continuation == "restart"
+        rows.append(
+            _row(
+                "7 resume",
+                f"interrupted at {r.fraction:.0%} of a {resume.CALL_TOKENS}-token call, {r.continuation}",
+                f"{share:.1%} of the call generated after the interrupt; {lost:.1%} generated twice",
+                "-" if before else f"< 5% twice (saved every {resume.SAVE_EVERY_TOKENS} tokens or 2 s)",
+                None if before else lost < 0.05,
+            )
+        )
+    seams = resume.measure_seams()
+    rows.append(
+        _row(
+            "7 resume",
+            f"seams: {seams.replies} greedy GSM8K replies (embedded model) cut after each token, re-tokenized",
+            f"{seams.differing} of {seams.cuts} cuts re-tokenize differently ({seams.differing / seams.cuts:.1%}); "
+            f"{seams.replies_with_one} of {seams.replies} replies have one",
+            "-",
+            None,
+        )
+    )
+    cost = resume.run_cost(repeats=3 if args.quick else 5)
+    for name in ("streamed", "streamed + partials"):
+        extra = cost[name] - cost["whole"]
+        per_token = extra / resume.COST_TOKENS * 1000
+        rows.append(
+            _row(
+                "7 resume",
+                f"cost per call, {name} vs whole ({resume.COST_TOKENS} tokens, in process)",
+                f"{extra:+.2f} ms/call ({per_token:+.1f} us/token; whole {cost['whole']:.2f} ms)",
+                "<= +0.1 ms/call" if name == "streamed + partials" else "-",
+                (cost["streamed + partials"] - cost["streamed"]) <= 0.1 if name == "streamed + partials" else None,
+            )
+        )
+    return rows
+
+
 def server_eval_rows(args: argparse.Namespace) -> list[Row]:
     """`sift eval --server` through langgraph dev, beside the in-process eval (benchmarks/server_eval.py)."""
     from benchmarks import server_eval
@@ -242,7 +285,7 @@ def server_eval_rows(args: argparse.Namespace) -> list[Row]:
     for r in server_eval.run(args.server_latency_ms / 1000, args.server_questions, tuple(args.server_concurrency)):
         rows.append(
             _row(
-                "7 eval on a server",
+                "8 eval on a server",
                 f"{r.path:<10} C={r.concurrency:<3} N={r.questions} (L={args.server_latency_ms:.0f} ms)",
                 f"{r.wall_s:.2f} s vs ideal {r.ideal_s:.2f} s = {r.vs_ideal:.2f}x"
                 + (f", {r.errors} errors" if r.errors else ""),
@@ -259,6 +302,7 @@ SECTIONS = {
     "memory": memory_rows,
     "real": real_model_rows,
     "local": local_rows,
+    "resume": resume_rows,
     "server": server_eval_rows,
 }
 

@@ -38,6 +38,8 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, Generation
 
+from sift_graph.partials import PARTIALS_TABLE, open_sqlite_store
+
 CacheSource = Literal["run", "store"]
 CACHE_MARK = "sift_cache"
 RUN_CACHES_KEPT = 256
@@ -59,12 +61,6 @@ def marked(generations: Sequence[Generation], source: CacheSource) -> list[Gener
             generation = generation.model_copy(update={"message": message})
         result.append(generation)
     return result
-
-
-_TABLES = "SELECT name FROM sqlite_master WHERE type = 'table'"
-_CREATE = "CREATE TABLE IF NOT EXISTS sift_calls (key TEXT PRIMARY KEY, reply TEXT NOT NULL)"
-_SELECT = "SELECT reply FROM sift_calls WHERE key = ?"
-_INSERT = "INSERT OR REPLACE INTO sift_calls (key, reply) VALUES (?, ?)"
 
 
 def encode_reply(generations: Sequence[Generation]) -> str:
@@ -105,10 +101,16 @@ def decode_reply(text: str) -> list[Generation]:
     return generations
 
 
-_TABLES = "SELECT name FROM sqlite_master WHERE type = 'table'"
 _CREATE = "CREATE TABLE IF NOT EXISTS sift_calls (key TEXT PRIMARY KEY, reply TEXT NOT NULL)"
 _SELECT = "SELECT reply FROM sift_calls WHERE key = ?"
 _INSERT = "INSERT OR REPLACE INTO sift_calls (key, reply) VALUES (?, ?)"
+
+
+def foreign_tables(tables: set[str]) -> str | None:
+    """What makes a SQLite file not a call cache (partial replies may share it)."""
+    if tables - {PARTIALS_TABLE} and "sift_calls" not in tables:
+        return f"not a SIFT call cache: it holds other tables ({', '.join(sorted(tables)[:4])})"
+    return None
 
 
 class SqliteCallCache(BaseCache):
@@ -119,15 +121,7 @@ class SqliteCallCache(BaseCache):
         self.path = Path(path).expanduser()
         self._lock = threading.Lock()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            tables = {name for (name,) in self._connection.execute(_TABLES)}
-            if tables and "sift_calls" not in tables:
-                others = ", ".join(sorted(tables)[:4])
-                raise sqlite3.DatabaseError(f"not a SIFT call cache: it holds other tables ({others})")
-            self._connection.execute("PRAGMA journal_mode=WAL")
-            self._connection.execute("PRAGMA synchronous=NORMAL")  # as the checkpoints: no fsync per call
-            self._connection.execute(_CREATE)
+            self._connection = open_sqlite_store(self.path, _CREATE, foreign_tables)
         except (OSError, sqlite3.Error) as exc:
             reason = getattr(exc, "strerror", None) or str(exc)
             raise ValueError(f"cache: cannot use {str(self.path)!r} as a call cache: {reason}") from exc

@@ -18,6 +18,7 @@ from langchain_core.runnables import RunnableConfig
 
 from sift_graph.cache import CACHE_MARK, CacheSource, attach, serving
 from sift_graph.context import SiftContext
+from sift_graph.partials import PartialCall, call_key, partial_store, partials_file, recording
 from sift_graph.state import TAG_PREFIX, Role, role_tag
 
 __all__ = [
@@ -48,6 +49,8 @@ class ModelReply:
     output_tokens: int
     cache: CacheSource | None = None
     """Where a reply served without a request came from (see `cache`), else None."""
+    continued_from: int | None = None
+    """Tokens of an interrupted try's partial reply this one continued (None: not continued)."""
 
 
 def decoding_kwargs(model: BaseChatModel, context: SiftContext) -> dict[str, Any]:
@@ -90,7 +93,7 @@ def _content_text(message: AIMessage) -> str:
     )
 
 
-def reply_from_message(message: BaseMessage) -> ModelReply:
+def reply_from_message(message: BaseMessage, partial: PartialCall | None = None) -> ModelReply:
     """Read text, reasoning, truncation and token counts off a chat model's reply."""
     if not isinstance(message, AIMessage):
         raise TypeError(f"chat model returned a {type(message).__name__}, expected an AIMessage")
@@ -106,26 +109,53 @@ def reply_from_message(message: BaseMessage) -> ModelReply:
         input_tokens=int(usage.get("input_tokens", 0)),
         output_tokens=int(usage.get("output_tokens", 0)),
         cache=message.response_metadata.get(CACHE_MARK),
+        continued_from=None if partial is None else partial.continued_from,
     )
 
 
-def _call_config(role: Role, config: RunnableConfig | None) -> RunnableConfig:
-    """The node's config plus the call's tag, run name and role metadata.
+def stream_kwargs(model: BaseChatModel) -> dict[str, Any]:
+    """What makes `model` generate through its streaming interface, so its tokens reach
+    the callbacks (LangGraph's `messages` stream) as they come. Our models always do;
+    another model is asked with LangChain's `stream=True` when it can stream at all
+    (else it is invoked as it is: `stream` would reach its `_generate`)."""
+    if getattr(model, "generates_by_streaming", False) or type(model)._stream is BaseChatModel._stream:
+        return {}
+    return {"stream": True}
+
+
+def partial_call(
+    model: BaseChatModel, prompt: str, decoding: dict[str, Any], context: SiftContext
+) -> PartialCall | None:
+    """This call's partial reply: where it is saved while it streams, and what an
+    interrupted try of the same call left (None when the run keeps no partials)."""
+    store = partial_store(partials_file(context.partials, context.cache))
+    if store is None:
+        return None
+    key = call_key(model.asdict(), prompt, decoding)
+    return PartialCall(key=key, store=store, continuation=context.continuation, found=store.load(key))
+
+
+def _call_config(role: Role, config: RunnableConfig | None, round_number: int | None = None) -> RunnableConfig:
+    """The node's config plus the call's tag, run name, role and round metadata (what
+    LangGraph's `messages` stream hands out with each token).
 
     What `merge_configs(config, {...})` gives, without its copies of the callback
     manager and of every key (the model's `invoke` configures its own callbacks from the
     parent's anyway): this runs once per model call.
     """
     tag = role_tag(role)
+    metadata: dict[str, Any] = {"sift_role": role}
+    if round_number is not None:
+        metadata["sift_round"] = round_number
     if not config:
         from langchain_core.runnables.config import merge_configs
 
-        return merge_configs(config, {"tags": [tag], "run_name": f"sift_{role}", "metadata": {"sift_role": role}})
+        return merge_configs(config, {"tags": [tag], "run_name": f"sift_{role}", "metadata": metadata})
     tags = config.get("tags") or []
     return {
         **config,
         "tags": sorted({*tags, tag}),
-        "metadata": {**(config.get("metadata") or {}), "sift_role": role},
+        "metadata": {**(config.get("metadata") or {}), **metadata},
         "run_name": f"sift_{role}",
     }
 
@@ -137,12 +167,17 @@ def call_model(
     context: SiftContext,
     config: RunnableConfig | None,
     cache: BaseCache | None = None,
+    round_number: int | None = None,
 ) -> ModelReply:
-    with serving(cache):
+    decoding = decoding_kwargs(model, context)
+    partial = partial_call(model, prompt, decoding, context)
+    with serving(cache), recording(partial):
         message = attach(model).invoke(
-            [HumanMessage(prompt)], _call_config(role, config), **decoding_kwargs(model, context)
+            [HumanMessage(prompt)], _call_config(role, config, round_number), **decoding, **stream_kwargs(model)
         )
-    return reply_from_message(message)
+    if partial is not None:
+        partial.finished()
+    return reply_from_message(message, partial)
 
 
 async def acall_model(
@@ -152,9 +187,14 @@ async def acall_model(
     context: SiftContext,
     config: RunnableConfig | None,
     cache: BaseCache | None = None,
+    round_number: int | None = None,
 ) -> ModelReply:
-    with serving(cache):
+    decoding = decoding_kwargs(model, context)
+    partial = partial_call(model, prompt, decoding, context)
+    with serving(cache), recording(partial):
         message = await attach(model).ainvoke(
-            [HumanMessage(prompt)], _call_config(role, config), **decoding_kwargs(model, context)
+            [HumanMessage(prompt)], _call_config(role, config, round_number), **decoding, **stream_kwargs(model)
         )
-    return reply_from_message(message)
+    if partial is not None:
+        partial.finished()
+    return reply_from_message(message, partial)

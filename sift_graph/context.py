@@ -31,6 +31,7 @@ from sift_graph.models.specs import (
     LoadOptions,
     validate_model_spec,
 )
+from sift_graph.partials import CONTINUATION_HELP, PARTIALS_HELP, Continuation, validate_partial_settings
 from sift_graph.setting_spec import DEPLOYMENT, RUN, specs_of_fields
 from sift_graph.setting_spec import SettingSpec as SettingSpec  # still public here
 
@@ -46,6 +47,9 @@ each; its iterative-optimization study gains little after a few. Past this a run
 almost surely a typo (`--forward-rounds 1000`), and each round costs two full solves."""
 
 # Field metadata: "description" (the help text) and the keys `setting_spec` reads.
+
+
+_DEPLOYMENT_SETTING = {"results": False, "scope": DEPLOYMENT}  # the deployment's business, not a client's
 
 
 @dataclass(kw_only=True)
@@ -178,6 +182,11 @@ class SiftContext:
         },
     )
 
+    partials: str | None = field(default=None, metadata={"description": PARTIALS_HELP, **_DEPLOYMENT_SETTING})
+    continuation: Continuation = field(
+        default="auto", metadata={"description": CONTINUATION_HELP, **_DEPLOYMENT_SETTING}
+    )
+
     def __post_init__(self) -> None:
         if not (self.model is None or isinstance(self.model, (str, BaseChatModel))):
             raise ValueError(
@@ -213,6 +222,7 @@ class SiftContext:
             raise ValueError(
                 f"cache: expected 'run', 'off', a SQLite file or a LangChain BaseCache, got {self.cache!r}"
             )
+        validate_partial_settings(self.partials)
         for spec in setting_specs(type(self)):  # a Literal field: one of its values
             if spec.choices and (value := getattr(self, spec.name)) not in spec.choices:
                 *others, last = (repr(choice) for choice in spec.choices)

@@ -85,7 +85,7 @@ def run_lock(setting: str, thread_id: str) -> Iterator[None]:
     if kind == "memory":
         yield
     elif kind == "sqlite":
-        database = Path(sqlite_file(setting))
+        database = Path(sqlite_file(setting)).resolve()  # one lock per file, whatever the path to it
         folder = database.with_name(database.name + "-locks")
         with file_lock(folder / f"{_thread_key(thread_id).hex()[:32]}.lock", what):
             yield

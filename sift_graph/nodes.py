@@ -23,7 +23,7 @@ from sift_graph.calls import ModelReply, acall_model, call_model
 from sift_graph.context import SiftContext, context_of
 from sift_graph.models.specs import aresolve_model, resolve_model
 from sift_graph.state import Role, RoleUsage, SiftState, role_usage
-from sift_graph.steps import ModelStep, NextStep, consensus_update
+from sift_graph.steps import ModelStep, NextStep, consensus_update, current_round
 
 # Only what is defined here: the steps, the context and question validation are public
 # from their own modules (steps, context, state).
@@ -42,6 +42,8 @@ def usage_update(role: Role, reply: ModelReply) -> dict[str, dict[str, RoleUsage
     counts = role_usage(calls=1, input_tokens=reply.input_tokens, output_tokens=reply.output_tokens)
     if reply.cache == "store":
         counts["stored_calls"] = 1
+    if reply.continued_from is not None:  # picked up where an interrupt had left it
+        counts["continued_calls"], counts["continued_tokens"] = 1, reply.continued_from
     return {"usage": {role: counts}}
 
 
@@ -78,7 +80,8 @@ class ModelNode(Runnable[SiftState, dict[str, Any]]):
         if reply is None:
             model = resolve_model(context.model, context.connection, context.load_options)
             cache = call_cache(state, context)
-            reply = call_model(model, self.step.role, self.step.prompt(state), context, config, cache)
+            prompt, number = self.step.prompt(state), current_round(state)
+            reply = call_model(model, self.step.role, prompt, context, config, cache, number)
         return self._finish(state, reply, context, runtime)
 
     async def ainvoke(self, input: SiftState, config: RunnableConfig | None = None, **kwargs: Any) -> dict[str, Any]:
@@ -90,7 +93,8 @@ class ModelNode(Runnable[SiftState, dict[str, Any]]):
             # A file store opens (mkdir, connect) in a worker thread, off the event loop.
             opens_a_file = isinstance(context.cache, str) and context.cache not in ("run", "off")
             cache = await asyncio.to_thread(call_cache, state, context) if opens_a_file else call_cache(state, context)
-            reply = await acall_model(model, self.step.role, self.step.prompt(state), context, config, cache)
+            prompt, number = self.step.prompt(state), current_round(state)
+            reply = await acall_model(model, self.step.role, prompt, context, config, cache, number)
         return self._finish(state, reply, context, runtime)
 
 

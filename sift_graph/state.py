@@ -67,7 +67,15 @@ class Prediction(TypedDict):
     the call cache), or the fallback given as input. Absent in runs of earlier versions."""
 
 
-USAGE_COUNTERS = ("calls", "input_tokens", "output_tokens", "reused_calls", "stored_calls")
+USAGE_COUNTERS = (
+    "calls",
+    "input_tokens",
+    "output_tokens",
+    "reused_calls",
+    "stored_calls",
+    "continued_calls",
+    "continued_tokens",
+)
 
 
 class RoleUsage(TypedDict):
@@ -81,6 +89,11 @@ class RoleUsage(TypedDict):
     output_tokens: int
     reused_calls: NotRequired[int]
     stored_calls: NotRequired[int]
+    continued_calls: NotRequired[int]
+    """Calls that continued the partial reply an interrupt had left (counted in `calls`
+    once: the tokens of both parts are in `output_tokens`, once each)."""
+    continued_tokens: NotRequired[int]
+    """Of `output_tokens`, those the continued calls' interrupted tries had generated."""
 
 
 class RoundRecord(TypedDict):
@@ -111,6 +124,10 @@ def role_usage(**counts: int) -> RoleUsage:
         usage["reused_calls"] = reused
     if stored := counts.get("stored_calls", 0):
         usage["stored_calls"] = stored
+    if continued := counts.get("continued_calls", 0):
+        usage["continued_calls"] = continued
+    if continued_tokens := counts.get("continued_tokens", 0):
+        usage["continued_tokens"] = continued_tokens
     return usage
 
 
@@ -150,18 +167,40 @@ def append_rounds(rounds: list[RoundRecord], writes: Sequence[list[RoundRecord]]
     return [*rounds, *(record for write in writes for record in write)]
 
 
-class SiftInput(TypedDict):
-    question: str
-    fallback: NotRequired[Prediction]
-    """A direct chain-of-thought solve of the question made beforehand (say, an eval's
-    CoT baseline): if no round agrees, it is the answer, with no call of its own."""
+MAX_QUESTION_CHARS = 100_000
+"""The longest question a run takes (earlier turns of a chat included): about 25,000
+tokens, past any benchmark's question, so that one request cannot fill the checkpoint
+store or a model's context with a megabyte of text."""
 
 
 def validate_question(question: Any) -> str:
-    """The question, stripped; ValueError naming the field unless it is non-empty text."""
+    """The question, stripped; ValueError naming the field unless it is non-empty text of
+    at most MAX_QUESTION_CHARS characters that can be written as UTF-8 (no lone surrogate)."""
     if not isinstance(question, str) or not question.strip():
         raise ValueError("question: expected a non-empty string")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise ValueError(f"question: {len(question)} characters, more than the {MAX_QUESTION_CHARS} a run takes")
+    try:
+        question.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"question: not valid Unicode text (a lone surrogate at character {exc.start})") from None
     return question.strip()
+
+
+def keep_question(current: str, writes: Sequence[str]) -> str:
+    """Reducer of `question`: the run's input, checked as it is written, so that a bad
+    question fails the run before anything is stored. `question` is a delta channel: the
+    store keeps the input's one write of it, not a copy in every checkpoint."""
+    for question in writes:
+        validate_question(question)
+    return writes[-1] if writes else current
+
+
+class SiftInput(TypedDict):
+    question: Annotated[str, DeltaChannel(keep_question)]
+    fallback: NotRequired[Prediction]
+    """A direct chain-of-thought solve of the question made beforehand (say, an eval's
+    CoT baseline): if no round agrees, it is the answer, with no call of its own."""
 
 
 class SiftOutput(TypedDict):

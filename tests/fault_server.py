@@ -14,11 +14,21 @@ Each chat completion request is answered by the next planned action for its SIFT
     {"drop": True}                       send part of a response and close the connection
     {"raw": "<html>..", "content_type": "text/html"}   a 200 whose body is this text as is
     {"content": "...", "finish_reason": "stop", "reasoning_content": "..."}   a reply
+    {"content": "...", "cut_after": 70}  streamed: 70 tokens, then the connection closes
+    {"content": "...", "pause_after": 3, "until": event}   streamed: 3 tokens, then the rest once set
+
+A request with `stream: true` is answered with server-sent events, one word (a "token")
+per event, `token_delay` seconds apart, and a last event with the usage when asked
+(`stream_options.include_usage`). A request whose last message is the assistant's (a
+continuation) is answered as llama.cpp's server does: the role's reply goes on after the
+text it was given (which must be the start of that reply), and only for the tokens
+the request's `max_tokens` leaves. `owned_by` is what `/models` says serves the model.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import select
 import socket
 import threading
@@ -33,8 +43,14 @@ MAX_WAIT_S = 60.0  # an `until` whose event is never set still ends
 
 
 class FaultServer:
-    def __init__(self, replies: dict[str, str | list[str]]) -> None:
+    def __init__(
+        self, replies: dict[str, str | list[str]], token_delay: float = 0.0, owned_by: str = "llamacpp"
+    ) -> None:
         self.replies = dict(replies)
+        self.token_delay = token_delay
+        self.owned_by = owned_by
+        self.streamed_tokens: list[int] = []
+        """Tokens sent per streamed request, in order of arrival."""
         self._served: dict[str, int] = {}
         self.plan: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.requests: list[dict[str, Any]] = []
@@ -63,7 +79,7 @@ class FaultServer:
     def roles(self) -> list[str]:
         """The role of every request received, in order of arrival."""
         with self._lock:
-            return [role_of_prompt(request["messages"][-1]["content"]) for request in self.requests]
+            return [role_of_prompt(user_prompt(request)) for request in self.requests]
 
     def count(self, role: str) -> int:
         return self.roles().count(role)
@@ -102,7 +118,8 @@ class FaultServer:
                 self.wfile.write(data)
 
             def do_GET(self) -> None:
-                self._send_json(200, {"object": "list", "data": [{"id": "test-model", "object": "model"}]})
+                model = {"id": "test-model", "object": "model", "owned_by": server.owned_by}
+                self._send_json(200, {"object": "list", "data": [model]})
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -130,7 +147,7 @@ class FaultServer:
                 return True
 
             def _answer(self, body: dict[str, Any]) -> None:
-                prompt = body["messages"][-1]["content"]
+                prompt = user_prompt(body)
                 role = role_of_prompt(prompt)
                 action = server._next_action(role)
                 if "status" in action:
@@ -153,7 +170,7 @@ class FaultServer:
                     self.connection.shutdown(socket.SHUT_RDWR)
                     self.close_connection = True
                     return
-                if "hang" in action or "until" in action:
+                if ("hang" in action or "until" in action) and "pause_after" not in action:
                     if not self._wait(action.get("hang", MAX_WAIT_S), action.get("until")):
                         with server._lock:
                             server.abandoned.append(role)
@@ -161,6 +178,10 @@ class FaultServer:
                         return
                     action = {"content": server._reply(role)}
                 content = action["content"]
+                if body.get("stream"):
+                    self._stream(body, prompt, action)
+                    return
+                    return
                 message: dict[str, Any] = {"role": "assistant", "content": content}
                 if "reasoning_content" in action:
                     message["reasoning_content"] = action["reasoning_content"]
@@ -183,4 +204,55 @@ class FaultServer:
                     },
                 )
 
+            def _stream(self, body: dict[str, Any], prompt: str, action: dict[str, Any]) -> None:
+                content, finish_reason = action["content"], action.get("finish_reason", "stop")
+                given = body["messages"][-1]["content"] if body["messages"][-1]["role"] == "assistant" else ""
+                if not content.startswith(given):
+                    raise AssertionError(f"asked to continue {given!r}, not the start of {content!r}")
+                words = [word for word in re.split(r"(\S+\s*)", content[len(given) :]) if word]
+                limit = body.get("max_tokens")
+                if isinstance(limit, int) and limit < len(words):
+                    words, finish_reason = words[:limit], "length"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                sent = 0
+                try:
+                    if "reasoning_content" in action:
+                        delta = {"reasoning_content": action["reasoning_content"]}
+                        self._event({"choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+                    for word in words[: action.get("cut_after")]:
+                        if sent == action.get("pause_after") and not self._wait(MAX_WAIT_S, action["until"]):
+                            break
+                        self._event({"choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]})
+                        sent += 1
+                        if server.token_delay and not self._wait(server.token_delay, None):
+                            break
+                    else:
+                        if "cut_after" in action:  # broken off: no end of stream
+                            self.connection.shutdown(socket.SHUT_RDWR)
+                            raise BrokenPipeError
+                        self._event({"choices": [{"index": 0, "delta": {}, "finish_reason": finish_reason}]})
+                        if (body.get("stream_options") or {}).get("include_usage"):
+                            prompt_tokens = len(prompt.split()) + len(given.split())
+                            usage = {"prompt_tokens": prompt_tokens, "completion_tokens": sent}
+                            self._event({"choices": [], "usage": {**usage, "total_tokens": prompt_tokens + sent}})
+                        self.wfile.write(b"data: [DONE]\n\n")
+                        self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                with server._lock:
+                    server.streamed_tokens.append(sent)
+                self.close_connection = True
+
+            def _event(self, data: dict[str, Any]) -> None:
+                event = {"id": "chatcmpl-test", "object": "chat.completion.chunk", "model": "test-model", **data}
+                self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+                self.wfile.flush()
+
         return Handler
+
+
+def user_prompt(request: dict[str, Any]) -> str:
+    """The prompt of a chat request (the last user message: a continuation ends with the assistant's)."""
+    return str(next(message["content"] for message in reversed(request["messages"]) if message["role"] == "user"))

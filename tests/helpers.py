@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from pydantic import PrivateAttr
 from sift_graph.evaluation.datasets import Question
 from sift_graph.evaluation.results import EvalConfig
 from sift_graph.faults import is_transient_fault
-from sift_graph.state import role_of_tags
+from sift_graph.state import ROLES, role_of_tags
 from sift_graph.testing import (
     FORWARD_STICKER,
     INVERSE_STICKER,
@@ -43,6 +44,9 @@ POSTGRES_URL_ENV = "SIFT_TEST_POSTGRES_URL"
 EVERY_STAGE = script_for(["1", "2", "3"], ["4", "5", "6"], direct="9")
 """Every round disagrees: a run passes through every stage and ends in the fallback (answer 9)."""
 
+
+STAGE_TEXT = re.compile(rf"\[round \d+\] ({'|'.join(ROLES)}): ")
+"""How a stage's own tokens open in `sift serve`'s reasoning (its event line names its kind instead)."""
 
 AGREE_ON_18 = {
     "sticker": STICKER,

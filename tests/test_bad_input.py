@@ -15,7 +15,7 @@ from sift_graph import SiftContext, build_sift_graph, cli
 from sift_graph.checkpoints import RUN_DURABILITY, open_checkpointer
 from sift_graph.cli.solve import SETTINGS_METADATA_KEY
 from sift_graph.faults import MalformedReplyError, describe_fault, is_transient_fault
-from sift_graph.models.openai_compat import chat_completion_problem
+from sift_graph.models.openai_errors import chat_completion_problem
 from sift_graph.testing import QUESTION, ScriptedChatModel, script_for
 
 from fault_server import FaultServer
@@ -191,3 +191,17 @@ def test_round_budgets_are_bounded(capsys):
     assert capsys.readouterr().err.strip() == (
         "sift: error: forward_rounds: at most 16 rounds (each costs two full solves), got 1000"
     )
+
+
+def test_a_reader_that_goes_away_mid_run_is_no_model_fault(tmp_path):
+    spec = tmp_path / "slow.json"
+    spec.write_text(json.dumps({"script": script_for(["4"], ["4"]), "latency": 0.2}))
+    process = start_sift("solve", QUESTION, "--model", f"scripted:{spec}", "--checkpoints", str(tmp_path / "r.sqlite"))
+    while not process.stdout.readline().startswith("question: "):  # the run has started
+        assert process.poll() is None
+    process.stdout.close()  # `| head -4`: the first stage is printed to nobody
+    process.wait(timeout=60)
+    err = process.stderr.read()
+    assert process.returncode == cli.EXIT_BROKEN_PIPE, err
+    assert "model call failed" not in err and "Traceback" not in err
+    assert "sift: resume with: sift solve --resume" in err

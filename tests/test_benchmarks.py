@@ -82,3 +82,14 @@ def test_the_local_level_counts_what_the_questions_generated(tmp_path):
     assert level.questions == 2 and level.calls >= 6  # at least a round each: sticker and two predictions
     assert 0 < level.output_tokens <= 6 * level.calls
     assert level.rows_per_step >= 1 and max(level.timeline) > 1  # the two questions shared steps
+
+
+async def test_the_resume_benchmark_counts_the_tokens_an_interrupt_costs(tmp_path):
+    from benchmarks import resume
+
+    with resume.StreamingServer() as server:
+        restarted = await resume.interrupted_call(server, 0.5, "restart", tmp_path)
+        continued = await resume.interrupted_call(server, 0.5, "prefill", tmp_path)
+    assert restarted.after_interrupt == resume.CALL_TOKENS and restarted.again >= resume.CALL_TOKENS // 2
+    assert continued.after_interrupt <= resume.CALL_TOKENS // 2 + resume.SAVE_EVERY_TOKENS + 2
+    assert 0 <= continued.again <= resume.SAVE_EVERY_TOKENS + 2

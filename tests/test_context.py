@@ -50,8 +50,8 @@ def test_the_flags_keep_their_names():
     flags = {spec.flag for spec in setting_specs()}
     assert flags == {
         "--model", "--base-url", "--api-key", "--timeout", "--max-tokens", "--temperature", "--top-p",
-        "--forward-rounds", "--inverse-rounds", "--comparator", "--seed", "--cache", "--dtype",
-        "--max-stage", "--fallback-answer", "--sticker-check",
+        "--forward-rounds", "--inverse-rounds", "--comparator", "--seed", "--cache", "--dtype", "--partials",
+        "--continuation", "--max-stage", "--fallback-answer", "--sticker-check",
     }  # fmt: skip
     help_text = parser_for(SiftContext).format_help()
     assert "new-token limit of every model call (default 1024)" in help_text
@@ -128,7 +128,16 @@ def test_a_field_without_a_scope_is_refused_naming_it():
 
 def test_the_scope_split():
     deployment = {spec.name for spec in setting_specs() if spec.deployment}
-    assert deployment == {"model", "dtype", "base_url", "api_key", "cache", "request_timeout"}
+    assert deployment == {
+        "model",
+        "dtype",
+        "base_url",
+        "api_key",
+        "cache",
+        "request_timeout",
+        "partials",
+        "continuation",
+    }
     assert set(run_settings(SiftContext())) == {
         "forward_rounds", "inverse_rounds", "max_stage", "fallback_answer", "sticker_check",
         "max_tokens", "temperature", "top_p", "seed", "comparator",

@@ -108,11 +108,15 @@ def test_report_needs_a_folder_with_results(tmp_path, capsys):
 
 def comparable(summary_path: Path) -> list[dict]:
     """The numbers of a report, without what legitimately differs between runs (how
-    long they took, and how many calls the call cache served)."""
-    return [
-        {key: value for key, value in summary.items() if key not in ("wall_seconds", "saved_calls")}
-        for summary in json.loads(summary_path.read_text())
-    ]
+    long they took, how many calls the call cache served, and the order in which
+    concurrent questions finished, which orders the ids listed by outcome)."""
+    summaries = []
+    for summary in json.loads(summary_path.read_text()):
+        kept = {key: value for key, value in summary.items() if key not in ("wall_seconds", "saved_calls")}
+        if outcomes := kept.get("diagnostics", {}).get("outcomes"):
+            kept["diagnostics"]["outcomes"] = {group: sorted(ids) for group, ids in outcomes.items()}
+        summaries.append(kept)
+    return summaries
 
 
 def test_a_run_killed_mid_way_resumes_without_double_counting(tmp_path):
@@ -279,3 +283,29 @@ def test_a_local_model_gets_a_batch_friendly_concurrency_unless_one_is_given():
     )
     assert pick_concurrency(2, local) == (2, "concurrency: 2")
     assert pick_concurrency(None, object()) == (4, "concurrency: 4")
+
+
+def test_a_record_whose_rounds_are_not_a_list_is_skipped_not_a_crash(tmp_path, capsys):
+    out = tmp_path / "runs"
+    spec = f"scripted:{script_file(tmp_path)}"
+    assert cli.main(["eval", "--dataset", str(SAMPLE), "--limit", "2", "--model", spec, "--out", str(out)]) == 0
+    [results] = out.glob("*.jsonl")
+    first, second = results.read_text(encoding="utf-8").splitlines()
+    results.write_text(json.dumps({**json.loads(first), "rounds": 5}) + "\n" + second + "\n", encoding="utf-8")
+    capsys.readouterr()
+    assert cli.main(["report", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "1 questions x 1 sample(s), 1 graded, 0 errors" in printed and "1 unreadable" in printed, printed
+
+
+def test_eval_exits_1_when_any_question_ends_in_an_error(tmp_path, capsys):
+    script = json.loads(script_file(tmp_path).read_text(encoding="utf-8"))
+    flaky = tmp_path / "flaky.json"
+    # The first question's sticker fails on every retry; the second is answered.
+    flaky.write_text(json.dumps({**script, "failures": {"sticker": 4}}), encoding="utf-8")
+    out = tmp_path / "runs"
+    argv = ["eval", "--dataset", str(SAMPLE), "--limit", "2", "--concurrency", "1", "--model", f"scripted:{flaky}"]
+    assert cli.main([*argv, "--out", str(out)]) == 1
+    printed, err = capsys.readouterr()
+    assert "1 graded, 1 errors" in printed  # the table is printed all the same
+    assert err.strip().splitlines()[-1].startswith("sift: error: model call failed: 1 of 2 questions ended in an error")

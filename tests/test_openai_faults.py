@@ -191,8 +191,10 @@ def lean_and_stock_models(server):
         extra_body={"top_k": 5},
         default_headers={"x-team": "sift"},
     )
-    # (the same token-limit name as the stock client, to compare whole bodies)
-    return OpenAICompatibleChatModel(**settings, token_limit_param="max_completion_tokens"), ChatOpenAI(**settings)
+    # (the same token-limit name as the stock client, to compare whole bodies; ours
+    # always streams, with its usage)
+    lean = OpenAICompatibleChatModel(**settings, token_limit_param="max_completion_tokens")
+    return lean, ChatOpenAI(**settings, streaming=True, stream_usage=True)
 
 
 def assert_same_request_and_reply(server, replies) -> None:
@@ -200,11 +202,13 @@ def assert_same_request_and_reply(server, replies) -> None:
     assert lean_body == stock_body and lean_body["top_k"] == 5 and lean_body["stop"] == ["###"]
     assert server.headers[0]["x-team"] == server.headers[1]["x-team"] == "sift"
     lean, stock = replies
-    assert lean.content == stock.content and lean.usage_metadata == stock.usage_metadata
+    counts = ("input_tokens", "output_tokens", "total_tokens")
+    assert lean.content == stock.content
+    assert [lean.usage_metadata[name] for name in counts] == [stock.usage_metadata[name] for name in counts]
     assert lean.response_metadata["finish_reason"] == stock.response_metadata["finish_reason"]
 
 
-# SIFT's client posts plain chat completions through the SDK's raw `post`; the body,
+# SIFT's client streams plain chat completions through the SDK's raw `post`; the body,
 # extra body fields and extra headers must be exactly what ChatOpenAI would send.
 def test_the_lean_request_path_sends_what_the_stock_client_sends(server):
     from langchain_core.messages import HumanMessage
@@ -252,8 +256,8 @@ def test_lean_path_errors_map_like_the_stock_client(server):
 def test_langchain_openai_still_has_the_error_mappers_we_look_up():
     """If this fails, a langchain-openai upgrade moved its private error mappers: the lean
     path now raises the SDK's own errors (still classified by `faults`), not LangChain's
-    types. Point `openai_compat.ERROR_MAPPERS` at their new names."""
-    from sift_graph.models.openai_compat import ERROR_MAPPERS, stock_error_mappers
+    types. Point `openai_errors.ERROR_MAPPERS` at their new names."""
+    from sift_graph.models.openai_errors import ERROR_MAPPERS, stock_error_mappers
 
     assert set(stock_error_mappers()) == set(ERROR_MAPPERS)
 
@@ -261,7 +265,7 @@ def test_langchain_openai_still_has_the_error_mappers_we_look_up():
 def test_without_the_mappers_errors_are_the_sdks_own(server, monkeypatch):
     from langchain_core.messages import HumanMessage
 
-    monkeypatch.setattr("sift_graph.models.openai_compat.stock_error_mappers", lambda: {})
+    monkeypatch.setattr("sift_graph.models.openai_errors.stock_error_mappers", lambda: {})
     server.plan["sticker"] = [{"status": 401}, {"status": 503}]
     model = OpenAICompatibleChatModel(model="test-model", base_url=server.base_url, api_key="no-key", max_retries=0)
     with pytest.raises(openai.AuthenticationError) as raised:

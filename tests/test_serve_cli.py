@@ -13,7 +13,7 @@ from sift_graph import SiftContext
 from sift_graph.serve import ServeSettings, SiftService, create_app
 from sift_graph.testing import QUESTION, boxed, script_for
 
-from helpers import serving, sift_serve
+from helpers import STAGE_TEXT, serving, sift_serve
 
 pytestmark = pytest.mark.slow  # real processes, a real model
 SECRET = "sk-test-0e7f3a9c1e5b2d4f6a8c"
@@ -30,7 +30,8 @@ def test_the_command_serves_until_interrupted(tmp_path):
             model="sift", messages=[{"role": "user", "content": QUESTION}], stream=True
         )
         chunks = [chunk for chunk in stream if chunk.choices]
-        stages = [chunk.choices[0].delta.reasoning_content for chunk in chunks if chunk.choices[0].delta.model_extra]
+        reasoning = [chunk.choices[0].delta.reasoning_content for chunk in chunks if chunk.choices[0].delta.model_extra]
+        stages = [text for text in reasoning if not STAGE_TEXT.match(text)]
         assert len(stages) == 8 and chunks[-2].choices[0].delta.content == boxed("5")
     output = log.read_text()
     assert f"serving model 'sift' at {url}" in output and "at most 3 requests at once" in output

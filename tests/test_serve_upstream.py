@@ -70,6 +70,11 @@ def ask(url, **options):
     return client_for(url).chat.completions.create(model="sift", messages=MESSAGES, **options)
 
 
+def reasoning_of(chunk) -> str:
+    """A stream chunk's reasoning text (a field of ours: absent from other deltas)."""
+    return (getattr(chunk.choices[0].delta, "reasoning_content", None) or "") if chunk.choices else ""
+
+
 def gate(upstream, roles, count=1):
     """Hold the next `count` calls of each role until the returned event is set."""
     event = threading.Event()
@@ -105,13 +110,31 @@ def test_stages_arrive_while_the_run_is_still_going(start, upstream):
     held = gate(upstream, PREDICTIONS)
     chunks = iter(ask(url, stream=True))
     next(chunks)  # the role
-    sticker = next(chunks).choices[0].delta.reasoning_content
+    reasoning = ""
+    while "[round 1] sticker (generated):" not in reasoning:
+        reasoning += reasoning_of(next(chunks))
     # The sticker stage is here while both predictions wait upstream, unanswered.
-    assert sticker.startswith("[round 1] sticker (generated):")
     wait_until(lambda: sorted(upstream.roles()) == sorted(["sticker", *PREDICTIONS]), "both predictions to be asked")
     held.set()
     rest = [chunk for chunk in chunks if chunk.choices]
     assert rest[-2].choices[0].delta.content == boxed("5") and rest[-1].choices[0].finish_reason == "stop"
+
+
+def test_a_stages_tokens_arrive_before_the_stage_ends(start, upstream):
+    """The sticker's first three tokens reach the official client while the upstream
+    holds back the rest: the stage streams as it is generated, not once it is done."""
+    url, _ = start()
+    rest = threading.Event()
+    upstream.plan["sticker"] = [{"content": STICKER, "pause_after": 3, "until": rest}]
+    chunks = iter(ask(url, stream=True))
+    first_words = STICKER.split()[0]
+    reasoning = ""
+    while first_words not in reasoning:
+        reasoning += reasoning_of(next(chunks))
+    assert reasoning.startswith("[round 1] sticker: ") and not rest.is_set()
+    rest.set()
+    streamed = reasoning + "".join(reasoning_of(chunk) for chunk in chunks)
+    assert STICKER in streamed and "[round 1] predict_sticker: " + boxed("5") in streamed
 
 
 def test_eight_concurrent_requests_make_their_upstream_calls_in_parallel(start, upstream):
@@ -215,4 +238,6 @@ def test_the_api_key_never_leaves_the_server(start, upstream, tmp_path, caplog):
     assert all(f"Bearer {SECRET}" == headers["authorization"] for headers in upstream.headers)  # it was used
     assert not [text for text in seen if SECRET in text]
     assert SECRET not in caplog.text and "run " in caplog.text  # the failure was logged, without it
-    assert SECRET.encode() not in b"".join(path.read_bytes() for path in tmp_path.glob("runs.sqlite*"))
+    assert SECRET.encode() not in b"".join(
+        path.read_bytes() for path in tmp_path.glob("runs.sqlite*") if path.is_file()
+    )

@@ -13,6 +13,7 @@ from sift_graph.cache import call_store
 from sift_graph.context import SiftContext, setting_specs
 from sift_graph.faults import is_model_fault as is_model_fault  # still public here
 from sift_graph.models.specs import resolve_model
+from sift_graph.partials import partial_store, partials_file
 
 EXIT_MODEL_FAULT = 1
 EXIT_USAGE = 2
@@ -77,10 +78,12 @@ def context_from_args(
 
 
 def open_call_cache(context: SiftContext) -> None:
-    """Open the call cache a context names now: a file that cannot be one (corrupt, not
-    writable, another program's database) is bad input (exit 2), before any model loads."""
+    """Open the call cache (and the partial replies' store) a context names now: a file
+    that cannot be one (corrupt, not writable, another program's database) is bad input
+    (exit 2), before any model loads."""
     try:
         call_store(context.cache)
+        partial_store(partials_file(context.partials, context.cache))
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
 

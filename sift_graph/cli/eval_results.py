@@ -69,6 +69,11 @@ def print_results(
     print(f"\n(sift report {args.out} writes the Markdown table, JSON summary and plot)", file=progress, flush=True)
     if outcome is not None and outcome.stopped is not None:
         raise ModelFault(f"stopped: {outcome.stopped}; {outcome.left} not started: rerun the same command to resume")
+    if failed := [record for record in records if record["status"] != "ok"]:
+        raise ModelFault(
+            f"{len(failed)} of {len(wanted)} questions ended in an error, e.g. {failed[0].get('error')}: "
+            "rerun the same command to retry them"
+        )
     return 0
 
 

@@ -13,9 +13,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
+import socket
 import sys
 import time
 from typing import Any
+
+import uvicorn
 
 from sift_graph.checkpoints import default_checkpoints, describe_checkpoints
 from sift_graph.cli.common import (
@@ -32,6 +36,35 @@ from sift_graph.serve.store import MEMORY_THREADS
 
 # Seconds that requests still open at Ctrl-C get to finish before their runs are cancelled.
 _GRACEFUL_SHUTDOWN_S = 5
+# Seconds, after that, for each request to be answered that its run was cancelled.
+_ANSWER_CANCELLED_S = 5
+
+
+class SiftServer(uvicorn.Server):
+    """uvicorn's server, whose shutdown (Ctrl-C) gives open requests their grace period,
+    then cancels their runs, so that each is answered (503 `run_cancelled` with its thread
+    id, or a stream's error event and `[DONE]`) before uvicorn drops what is left."""
+
+    def __init__(self, config: uvicorn.Config, service: SiftService) -> None:
+        super().__init__(config)
+        self.service = service
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        cancelling = asyncio.get_running_loop().call_later(_GRACEFUL_SHUTDOWN_S, self.service.cancel_runs)
+        try:
+            await super().shutdown(sockets)
+        finally:
+            cancelling.cancel()
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The server's socket, bound here so that a busy port is our one line, not uvicorn's log."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise UsageError(f"cannot listen on {host}:{port}: {reason}") from exc
 
 
 def add_serve_command(commands: Any) -> None:
@@ -89,26 +122,27 @@ def serve_command(args: argparse.Namespace) -> int:
 
 
 async def serve(settings: ServeSettings, host: str, port: int) -> None:
-    """Open the store (a failure is one line), then serve until stopped."""
-    import uvicorn
-
+    """Open the store and the port (a failure is one line), then serve until stopped."""
     service = SiftService(settings)
     async with contextlib.AsyncExitStack() as stack:
         try:
             await stack.enter_async_context(service.opened())
         except StoreUnavailable as exc:
             raise UsageError(str(exc)) from exc
+        listening = stack.enter_context(listening_socket(host, port))
         # lifespan off: the app's lifespan would open the store again, and it is open.
         config = uvicorn.Config(
-            create_app(service), host=host, port=port, lifespan="off", timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_S
+            create_app(service),
+            lifespan="off",
+            timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_S + _ANSWER_CANCELLED_S,
         )
         print(
-            f"serving model {MODEL_ID!r} at http://{host}:{port}/v1 (checkpoints: "
+            f"serving model {MODEL_ID!r} at http://{host}:{listening.getsockname()[1]}/v1 (checkpoints: "
             f"{describe_checkpoints(settings.checkpoints)}, at most {settings.max_concurrency} requests at once)",
             file=sys.stderr,
             flush=True,
         )
         try:
-            await uvicorn.Server(config).serve()
-        except SystemExit as exc:  # uvicorn exits when it cannot listen, having said why
-            raise UsageError(f"cannot listen on {host}:{port}") from exc
+            await SiftServer(config, service).serve(sockets=[listening])
+        except SystemExit as exc:  # uvicorn exits when it cannot start, having said why
+            raise UsageError(f"cannot serve on {host}:{port}") from exc

@@ -32,7 +32,6 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from sift_graph.checkpoints import (
-    RUN_DURABILITY,
     aopen_checkpointer,
     checkpoint_kind,
     default_checkpoints,
@@ -41,22 +40,24 @@ from sift_graph.checkpoints import (
 )
 from sift_graph.cli.common import (
     EXIT_INTERRUPTED,
-    ModelFault,
     UsageError,
     add_model_arguments,
     context_from_args,
-    is_model_fault,
     load_model_quietly,
     open_call_cache,
     quiet_transformers,
 )
-from sift_graph.cli.output import format_event, format_summary
+from sift_graph.cli.output import format_summary
+from sift_graph.cli.run_stream import stream_run
 from sift_graph.context import SiftContext
-from sift_graph.faults import describe_fault
 from sift_graph.locks import LockHeld, run_lock
+from sift_graph.partials import partials_file
 from sift_graph.runs import SETTINGS_METADATA_KEY as SETTINGS_METADATA_KEY  # still public here
 from sift_graph.runs import new_thread_id, settings_metadata, stored_settings_of
 from sift_graph.state import output_of, run_finished, validate_question
+
+PARTIALS_FILE = "partials.sqlite"
+"""Where `sift solve` keeps partial replies by default: beside its SQLite checkpoints."""
 
 
 def add_solve_command(commands: Any) -> None:
@@ -73,6 +74,12 @@ def add_solve_command(commands: Any) -> None:
     )
     solve_parser.add_argument(
         "--resume", metavar="THREAD", default=None, help="continue the interrupted run of this thread"
+    )
+    solve_parser.add_argument(
+        "--no-live",
+        dest="live",
+        action="store_false",
+        help="on a terminal, print each stage when it is done instead of its text as it is generated",
     )
     solve_parser.set_defaults(run=solve_command)
 
@@ -141,6 +148,18 @@ def held_run(setting: str, thread_id: str, resuming: bool) -> Iterator[None]:
         yield
 
 
+def with_partials(context: SiftContext, setting: str) -> SiftContext:
+    """Partial replies kept beside SQLite checkpoints unless the run names a place (an
+    interrupted call then goes on from its last saved token on --resume)."""
+    if (
+        partials_file(context.partials, context.cache) is None
+        and checkpoint_kind(setting) == "sqlite"
+        and sqlite_file(setting) != ":memory:"
+    ):
+        context.partials = str(Path(sqlite_file(setting)).with_name(PARTIALS_FILE))
+    return context
+
+
 def resume_hint(thread_id: str, setting: str, args: argparse.Namespace) -> str:
     where = "" if args.checkpoints is None else f" --checkpoints {describe_checkpoints(setting)}"
     return f"sift: resume with: sift solve --resume {thread_id}{where}"
@@ -164,7 +183,7 @@ def solve(args: argparse.Namespace, out: TextIO, progress: TextIO) -> int:
             raise UsageError(f"no run with thread {thread_id!r} in {sqlite_file(setting)}: no such file")
     else:
         question, thread_id = read_question(args), new_thread_id()
-        context = context_from_args(args)  # bad settings: no run at all
+        context = with_partials(context_from_args(args), setting)  # bad settings: no run at all
         open_call_cache(context)
     print(f"thread: {thread_id}", file=progress, flush=True)
     try:
@@ -211,7 +230,7 @@ async def solve_run(
                 snapshot = await graph.aget_state(config)
                 if snapshot.metadata is None:
                     raise UsageError(f"no run with thread {thread_id!r} in {describe_checkpoints(setting)}")
-                context = context_from_args(args, stored_settings_of(snapshot.metadata))
+                context = with_partials(context_from_args(args, stored_settings_of(snapshot.metadata)), setting)
                 open_call_cache(context)
                 question, finished = snapshot.values.get("question", ""), run_finished(snapshot.values)
             assert context is not None
@@ -249,30 +268,12 @@ async def run_to_the_end(
         print(f"resuming at: {', '.join(pending) or 'the next step'}", file=progress, flush=True)
     started = time.monotonic()
     try:
-        result = await stream_run(graph, None if resuming else {"question": question}, config, context, progress)
+        live = args.live and not args.json and progress.isatty()
+        inputs = None if resuming else {"question": question}
+        result = await stream_run(graph, inputs, config, context, progress, live)
     except BaseException:
         # Every finished step is in the checkpoints: say how to pick the run up.
         if checkpoint_kind(setting) != "memory":
             print(resume_hint(str(config["configurable"]["thread_id"]), setting, args), file=sys.stderr, flush=True)
         raise
     return result, started
-
-
-async def stream_run(
-    graph: Any, inputs: dict[str, Any] | None, config: RunnableConfig, context: SiftContext, progress: TextIO
-) -> dict[str, Any]:
-    """Stream one run (a new one, or the rest of an interrupted one) stage by stage."""
-    result: dict[str, Any] = {}
-    try:
-        async for mode, chunk in graph.astream(
-            inputs, config, context=context, stream_mode=["custom", "values"], durability=RUN_DURABILITY
-        ):
-            if mode == "custom":
-                print(format_event(chunk), file=progress, flush=True)
-            else:
-                result = output_of(chunk)
-    except Exception as exc:  # a model fault that retries could not fix
-        if not is_model_fault(exc):
-            raise
-        raise ModelFault(describe_fault(exc)) from exc
-    return result

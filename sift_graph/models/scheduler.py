@@ -57,6 +57,8 @@ class GenerationRequest:
     """Strings that end the reply as soon as its text contains one."""
     seed: int | None = None
     """Seed of this call's own random generator (sampled calls): the same seed, the same reply."""
+    on_token: Callable[[int], None] | None = field(default=None, repr=False)
+    """Told each new token as it is decoded, on the worker thread (it must be quick and not raise)."""
     future: Future[GenerationResult] = field(default_factory=Future, repr=False)
     tokens: list[int] = field(default_factory=list, repr=False)
 
@@ -250,6 +252,8 @@ class BatchScheduler:
         finished: dict[int, FinishReason] = {}
         for request, token in zip(requests, tokens, strict=True):
             request.tokens.append(token)
+            if request.on_token is not None:
+                request.on_token(token)
             reason = self._finish_reason(request)
             if reason is not None:
                 finished[id(request)] = reason

@@ -29,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 
+from sift_graph.live import LiveText, StageText
 from sift_graph.narration import format_event
 from sift_graph.serve.errors import ApiError, api_error_for, bad_request
 from sift_graph.serve.guard import DeploymentSettingsGuard
@@ -52,6 +53,9 @@ THREAD_HEADER = "x-sift-thread-id"
 VIEW_PREFIX = "/view"
 """Where the server shows its own runs, read-only (`sift view`'s pages, by thread id)."""
 CLIENT_CLOSED_STATUS = 499  # never seen by the client: only the access log shows it
+MAX_BODY_BYTES = 1 << 20
+"""The largest request body read (1 MiB: a longest question, MAX_QUESTION_CHARS, fits
+even with every character escaped); a larger one is answered 413 before it is read."""
 _STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 logger = logging.getLogger("sift_graph.serve")
 T = TypeVar("T")
@@ -71,21 +75,44 @@ async def until_disconnected(request: Request, work: Awaitable[T]) -> T:
     waiting = asyncio.ensure_future(work)
     watching = asyncio.ensure_future(_disconnect(request))
     try:
-        await asyncio.wait({waiting, watching}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({waiting, watching}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         watching.cancel()
         if not waiting.done():
             waiting.cancel()
-    if waiting.cancelled():
+    # Decided by what finished, not by `waiting.cancelled()`: a task just cancelled is
+    # not marked so until it has run again, and its result would then be asked too soon.
+    if waiting not in done:
         raise ClientDisconnected
     return waiting.result()
 
 
+def _too_large() -> ApiError:
+    message = f"the request body is larger than the {MAX_BODY_BYTES} bytes this server takes"
+    return ApiError(413, message, code="request_too_large")
+
+
+async def _body(request: Request) -> bytes:
+    """The request body; 413 past MAX_BODY_BYTES, read no further than that."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise _too_large()
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise _too_large()
+    return bytes(body)
+
+
 async def _json_body(request: Request) -> Any:
+    body = await _body(request)
     try:
-        return json.loads(await request.body())
+        return json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise bad_request("the request body is not valid JSON") from None
+    except RecursionError:
+        raise bad_request("the request body is nested too deeply") from None
 
 
 class OpenAIRoutes:
@@ -139,14 +166,20 @@ class OpenAIRoutes:
                 run.cancel()
 
     async def _chunks(self, run: Run, chat: ChatRequest, first: RunItem, stamp: Stamp) -> AsyncIterator[str]:
-        """The stream: each stage as reasoning the moment it is in, then the solution,
-        the finish (with the `sift` object), the usage if asked for, and [DONE]."""
+        """The stream: each stage's tokens as reasoning while they are generated (`live`)
+        and its event when it is in, then the solution, the finish (with the `sift`
+        object), the usage if asked for, and [DONE]."""
         try:
             yield sse(chunk_payload({"role": "assistant", "content": ""}, stamp))
-            events, item = [], first
+            events, item, live = [], first, LiveText()
             while not isinstance(item, RunFinished):
-                events.append(item)
-                yield sse(chunk_payload({"reasoning_content": format_event(item) + "\n"}, stamp))
+                if isinstance(item, StageText):
+                    reasoning = live.add(item)
+                else:
+                    events.append(item)
+                    reasoning = format_event(item) + "\n"
+                if reasoning:
+                    yield sse(chunk_payload({"reasoning_content": reasoning}, stamp))
                 item = await run.next()
             output = item.output
             yield sse(chunk_payload({"content": output.get("response") or ""}, stamp))
@@ -157,6 +190,7 @@ class OpenAIRoutes:
             yield DONE
         except Exception as exc:  # the status is sent: the error goes as an event, as OpenAI's does
             yield sse(self._error(exc, {THREAD_HEADER: run.thread_id}).body())
+            yield DONE  # the stream still ends as every stream does
         finally:
             run.cancel()
 

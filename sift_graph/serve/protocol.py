@@ -10,6 +10,8 @@
   A field named as a deployment setting (`base_url`, `api_key`, `cache`, `dtype`,
   `request_timeout`: the server's own) is refused with a 400 too, and `max_tokens` over
   the server's limit. Any other field is accepted and has no effect.
+- The question, earlier turns included, is at most `state.MAX_QUESTION_CHARS` characters
+  of valid Unicode (a lone surrogate such as `"\\ud800"` is refused).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from sift_graph.context import SiftContext, run_settings, setting_specs
 from sift_graph.deployment import Deployment
 from sift_graph.serve.errors import ApiError, bad_request
 from sift_graph.serve.settings import MODEL_ID
+from sift_graph.state import validate_question
 
 _ROLE_LABELS = {"system": "System", "developer": "System", "user": "User", "assistant": "Assistant"}
 CONTEXT_HEADER = "Context from earlier in the conversation:"
@@ -81,9 +84,12 @@ def question_from_messages(messages: Any) -> str:
     if not question:
         raise bad_request("messages: the user's question is empty", "messages")
     earlier = [f"{_ROLE_LABELS[role]}: {text}" for role, text in turns[:-1] if text]
-    if not earlier:
-        return question
-    return CONTEXT_HEADER + "\n" + "\n".join(earlier) + "\n\n" + question
+    if earlier:
+        question = CONTEXT_HEADER + "\n" + "\n".join(earlier) + "\n\n" + question
+    try:
+        return validate_question(question)  # not too long, no lone surrogate
+    except ValueError as exc:
+        raise bad_request(f"messages: {str(exc).partition(': ')[2]}", "messages") from None
 
 
 def _flag(body: Mapping[str, Any], name: str) -> bool:

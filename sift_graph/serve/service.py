@@ -2,7 +2,8 @@
 `max_concurrency` at once, checkpointed under its own thread.
 
 A run's task streams the graph (`astream`, so its two predictions are two concurrent
-requests) and queues each stage event as it happens, then the output. The request
+requests) and queues each stage's tokens as they are generated and each stage event as
+it happens, then the output. The request
 handler reads that queue; cancelling the task (the client hung up) cancels the model
 calls in flight, and the finished steps stay in the checkpoint store, so
 `sift solve --resume THREAD` can finish the run.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,13 +26,15 @@ from sift_graph.checkpoints import RUN_DURABILITY
 from sift_graph.context import SiftContext
 from sift_graph.events import StageEvent
 from sift_graph.graph import build_sift_graph
+from sift_graph.live import StageText, stage_text
+from sift_graph.locks import run_lock
 from sift_graph.runs import new_thread_id, run_config
 from sift_graph.serve.errors import RunCancelled, ServerBusy
 from sift_graph.serve.settings import ServeSettings
 from sift_graph.serve.store import open_store
 from sift_graph.state import output_of
 
-_STREAM_MODES: list[StreamMode] = ["custom", "values"]
+_STREAM_MODES: list[StreamMode] = ["custom", "values", "messages"]
 
 
 @dataclass(frozen=True)
@@ -39,25 +43,52 @@ class RunFinished:
     """The run's `SiftOutput`."""
 
 
-RunItem = StageEvent | RunFinished
+RunItem = StageEvent | StageText | RunFinished
+
+
+@contextlib.asynccontextmanager
+async def held_off_the_loop(lock: AbstractContextManager[Any]) -> AsyncIterator[None]:
+    """Hold a blocking lock (a file lock, a PostgreSQL session), taken and freed in a
+    worker thread so that no other request waits on it."""
+    taking = asyncio.ensure_future(asyncio.to_thread(lock.__enter__))
+    try:
+        await asyncio.shield(taking)
+    except asyncio.CancelledError:
+        # Cancelled (the client hung up) while the worker takes it: once it is taken,
+        # free it, or it would stay held for as long as the server runs.
+        await asyncio.wait({taking})
+        if taking.exception() is None:
+            await asyncio.to_thread(lock.__exit__, None, None, None)
+        raise
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(lock.__exit__, None, None, None)
 
 
 class Run:
     """One request's SIFT run, going on in its own task: stage events, then the output."""
 
-    def __init__(self, thread_id: str, stream: AsyncIterator[Any]) -> None:
+    def __init__(
+        self, thread_id: str, stream: AsyncIterator[Any], lock: AbstractContextManager[Any] | None = None
+    ) -> None:
         self.thread_id = thread_id
         self._items: asyncio.Queue[RunItem | BaseException] = asyncio.Queue()
-        self.task = asyncio.get_running_loop().create_task(self._produce(stream), name=f"sift-run-{thread_id}")
+        produce = self._produce(stream, lock or contextlib.nullcontext())
+        self.task = asyncio.get_running_loop().create_task(produce, name=f"sift-run-{thread_id}")
 
-    async def _produce(self, stream: AsyncIterator[Any]) -> None:
+    async def _produce(self, stream: AsyncIterator[Any], lock: AbstractContextManager[Any]) -> None:
         output: dict[str, Any] = {}
         try:
-            async for mode, chunk in stream:  # (mode, chunk) pairs: stream_mode is a list
-                if mode == "custom":
-                    self._items.put_nowait(chunk)
-                else:
-                    output = output_of(chunk)
+            async with held_off_the_loop(lock):
+                async for mode, chunk in stream:  # (mode, chunk) pairs: stream_mode is a list
+                    if mode == "custom":
+                        self._items.put_nowait(chunk)
+                    elif mode == "messages":  # a stage's tokens as they are generated
+                        if (text := stage_text(*chunk)) is not None:
+                            self._items.put_nowait(text)
+                    else:
+                        output = output_of(chunk)
         except asyncio.CancelledError:
             self._items.put_nowait(RunCancelled(f"run {self.thread_id} was cancelled"))
             raise
@@ -67,7 +98,7 @@ class Run:
             self._items.put_nowait(RunFinished(output))
 
     async def next(self) -> RunItem:
-        """The next stage event, or the output at the end; the run's error if it failed."""
+        """The next stage text or event, or the output at the end; the run's error if it failed."""
         item = await self._items.get()
         if isinstance(item, BaseException):
             raise item
@@ -77,7 +108,8 @@ class Run:
         """Every stage event and the output, once the run is over."""
         events: list[StageEvent] = []
         while not isinstance(item := await self.next(), RunFinished):
-            events.append(item)
+            if not isinstance(item, StageText):
+                events.append(item)
         return events, item.output
 
     def cancel(self) -> None:
@@ -114,10 +146,15 @@ class SiftService:
             try:
                 yield self
             finally:
-                for task in list(self._runs):
-                    task.cancel()
+                self.cancel_runs()
                 await asyncio.gather(*self._runs, return_exceptions=True)
                 self._graph = None
+
+    def cancel_runs(self) -> None:
+        """Cancel every run in progress: each request still open is answered that its run
+        was cancelled (503 `run_cancelled`), and the run stays resumable."""
+        for task in list(self._runs):
+            task.cancel()
 
     def start(self, question: str, context: SiftContext) -> Run:
         """Start a run in a new thread; ServerBusy when `max_concurrency` runs are going."""
@@ -133,7 +170,8 @@ class SiftService:
             stream_mode=_STREAM_MODES,
             durability=RUN_DURABILITY,
         )
-        run = Run(thread_id, stream)
+        # The run's lock, as `sift solve` takes it: no `--resume` of this thread meanwhile.
+        run = Run(thread_id, stream, run_lock(self.settings.checkpoints, thread_id))
         self._runs.add(run.task)
         run.task.add_done_callback(self._runs.discard)
         return run

@@ -1,0 +1,109 @@
+"""How the OpenAI-compatible client's failures read: mapped as the stock client maps
+them, a dropped stream as a dropped connection, a malformed reply named, and the API
+key never in an error's text."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import openai
+
+NO_KEY = "no-key"  # local servers ignore the key, but the client insists on one
+# langchain-openai's own mappers of SDK errors to its error types (context overflow,
+# auth, rate limit, ...). They are private to it, so they are looked up, not imported:
+# if an upgrade moves them, the SDK's own errors are raised instead (still the types
+# `faults` classifies), and tests/test_openai_faults.py fails loudly to say so.
+ERROR_MAPPERS = ("_handle_openai_bad_request", "_handle_openai_api_error")
+
+
+def chat_completion_problem(response: Any) -> str | None:
+    """What makes a parsed reply not an OpenAI chat completion, or None when it is one."""
+    if isinstance(response, str):
+        snippet = " ".join(response.split())[:60]
+        return f"text ({snippet!r})" if snippet else "an empty body"
+    if not isinstance(response, dict):
+        return f"a JSON {type(response).__name__}"
+    choices = response.get("choices")
+    if not isinstance(choices, list) or not choices:
+        return "a reply with no choices"
+    if not all(isinstance(choice, dict) and isinstance(choice.get("message"), dict) for choice in choices):
+        return "a choice with no message"
+    return None
+
+
+def stock_error_mappers() -> dict[str, Any]:
+    """langchain-openai's error mappers that this version still has, by name."""
+    from langchain_openai.chat_models import base as openai_base
+
+    return {name: mapper for name in ERROR_MAPPERS if callable(mapper := getattr(openai_base, name, None))}
+
+
+def transport_errors() -> tuple[type[Exception], ...]:
+    """The transport errors of the HTTP libraries the SDK may be built on (it moved
+    from httpx to httpx2): a stream read after `post` returned raises them unmapped."""
+    import importlib
+
+    found: list[type[Exception]] = []
+    for library in ("httpx2", "httpx"):
+        try:
+            found.append(importlib.import_module(library).TransportError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
+
+@contextmanager
+def stream_errors_mapped(request: Any) -> Iterator[None]:
+    """A connection dropped mid-stream fails as one dropped before the reply: an
+    `openai.APIConnectionError`, a transient fault that the graph retries."""
+    try:
+        yield
+    except transport_errors() as error:
+        raise openai.APIConnectionError(message=f"the stream broke off: {error}", request=request) from error
+
+
+@contextmanager
+def openai_errors_mapped() -> Iterator[None]:
+    """Map SDK errors as the stock client does, so the lean path and the stock one fail alike."""
+    import openai
+
+    try:
+        yield
+    except openai.BadRequestError as error:
+        mapper = stock_error_mappers().get("_handle_openai_bad_request")
+        if mapper is not None:
+            mapper(error)
+        raise
+    except openai.APIError as error:
+        mapper = stock_error_mappers().get("_handle_openai_api_error")
+        if mapper is not None:
+            mapper(error)
+        raise
+
+
+def _redacted(value: Any, secret: str) -> Any:
+    if isinstance(value, str):
+        return value.replace(secret, "[redacted]")
+    if isinstance(value, dict):
+        return {key: _redacted(item, secret) for key, item in value.items()}
+    return value
+
+
+@contextmanager
+def key_kept_out_of_errors(api_key: str | None) -> Iterator[None]:
+    """Cut the key out of an error's text (its chain included). Some servers quote the key
+    they refused, and the error would carry it on into logs, responses and the checkpoint
+    store, where LangGraph records a failed step's error."""
+    try:
+        yield
+    except Exception as error:
+        chained: BaseException | None = error
+        while api_key and api_key != NO_KEY and chained is not None:
+            chained.args = tuple(_redacted(arg, api_key) for arg in chained.args)
+            for name in ("message", "body"):
+                if hasattr(chained, name):
+                    setattr(chained, name, _redacted(getattr(chained, name), api_key))
+            chained = chained.__cause__ or chained.__context__
+        raise
