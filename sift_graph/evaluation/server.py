@@ -197,18 +197,18 @@ class ServerEval:
         created, failure = 0, ""
         thread_id = self.journal.thread(key, method)
         while True:
-            run = None if thread_id is None else await self.started_run(thread_id)
-            if run is None:
+            if thread_id is not None and (run := await self.started_run(thread_id)) is not None:
+                current = thread_id  # started before (this eval or a killed one): join it
+            else:
                 if created == SERVER_ATTEMPTS:
                     raise ServerRunFailed(f"{method} run failed on the server {created} times: {failure}")
-                thread_id = thread_id or self.journal.new_thread(key, method)
-                run = await self.start(thread_id, task, method, assistant, graph_input, settings)
+                current = thread_id or self.journal.new_thread(key, method)
+                run = await self.start(current, task, method, assistant, graph_input, settings)
                 created += 1
-            assert thread_id is not None
-            joined = await self.client.runs.join(thread_id, run["run_id"])
-            run = await self.client.runs.get(thread_id, run["run_id"])
+            joined = await self.client.runs.join(current, run["run_id"])
+            run = await self.client.runs.get(current, run["run_id"])
             if run["status"] == "success":
-                return dict((await self.client.threads.get_state(thread_id))["values"])
+                return dict((await self.client.threads.get_state(current))["values"])
             failure = run_failure(run, joined)
             thread_id = None  # a new thread for the next try: a failed thread stays as it ended
 
