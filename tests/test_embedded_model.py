@@ -66,7 +66,7 @@ def test_the_default_dtype_is_the_fastest_this_cpu_has(embedded):
 
 async def test_batched_greedy_calls_equal_the_same_calls_alone_in_fp32(gsm8k_question):
     """Padding, rows joining mid-flight and reused prompt prefixes change no greedy token
-    in fp32. (In bf16 they can: see README, Models.)"""
+    in fp32. (In bf16 they can: see docs/models.md, "Batched vs alone".)"""
     fp32 = resolve_model("default", options=LoadOptions(dtype="float32"))
     sticker = "**Conditions:**\n1. Janet's ducks lay 16 eggs per day.\n**Question:** How many eggs are left?"
     asked = [

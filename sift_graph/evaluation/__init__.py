@@ -1,4 +1,4 @@
-"""The evaluation harness behind `sift eval` and `sift report` (see README, "Evaluate").
+"""The evaluation harness behind `sift eval` and `sift report` (see docs/evaluation.md).
 
 - `datasets`: test sets by name or JSONL path, in the usual public layouts;
 - `runner`: CoT baseline and SIFT per question, bounded concurrency, resumable results;
