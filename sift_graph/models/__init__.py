@@ -33,7 +33,7 @@ from sift_graph.models.specs import (
 _LAZY = {
     "OpenAICompatibleChatModel": "openai_compat",
     "chat_completion_request": "openai_compat",
-    "load_openai_model": "openai_compat",
+    "load_openai_model": "openai_spec",
     "LocalChatModel": "local",
     "default_model_path": "local",
     "load_local_model": "local",

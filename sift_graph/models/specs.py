@@ -43,7 +43,7 @@ the prefix. A served model's loader reads the connection, a local one the load o
 LOADERS: dict[str, str] = {
     DEFAULT_MODEL_SPEC: "sift_graph.models.local:load_default_model",
     "hf": "sift_graph.models.local:load_spec_target",
-    "openai": "sift_graph.models.openai_compat:load_spec_target",
+    "openai": "sift_graph.models.openai_spec:load_spec_target",
     "scripted": "sift_graph.testing:load_spec_target",
 }
 # Prefixes whose target is a file we must find before anything loads.
