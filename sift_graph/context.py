@@ -26,9 +26,9 @@ from pydantic.json_schema import SkipJsonSchema
 from sift_graph.answers import Comparator
 from sift_graph.models.specs import (
     DEFAULT_MODEL_SPEC,
-    SERVED_PREFIX,
     Connection,
     LoadOptions,
+    is_served,
     validate_model_spec,
 )
 from sift_graph.partials import CONTINUATION_HELP, PARTIALS_HELP, Continuation, validate_partial_settings
@@ -276,7 +276,7 @@ class SiftContext:
         settings.pop("max_stage", None)
         if not self.temperature > 0:
             settings["top_p"] = settings["seed"] = None  # greedy decoding ignores both
-        if not isinstance(self.model, str) or self.model.startswith(SERVED_PREFIX):
+        if not isinstance(self.model, str) or is_served(self.model):
             # Only a local spec is loaded with a dtype. Left out rather than set to None, so a
             # served model's result sets keep the digest they had before the setting existed.
             del settings["dtype"]
