@@ -24,6 +24,7 @@ from pydantic import ConfigDict
 from pydantic.json_schema import SkipJsonSchema
 
 from sift_graph.answers import Comparator
+from sift_graph.models.decoding import is_sampled
 from sift_graph.models.specs import (
     DEFAULT_MODEL_SPEC,
     Connection,
@@ -274,7 +275,7 @@ class SiftContext:
         }
         settings["forward_rounds"], settings["inverse_rounds"] = self.round_budget
         settings.pop("max_stage", None)
-        if not self.temperature > 0:
+        if not is_sampled(self.temperature):
             settings["top_p"] = settings["seed"] = None  # greedy decoding ignores both
         if not isinstance(self.model, str) or is_served(self.model):
             # Only a local spec is loaded with a dtype. Left out rather than set to None, so a

@@ -22,6 +22,7 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_huggingface import ChatHuggingFace
 from pydantic import PrivateAttr
 
+from sift_graph.models.decoding import is_sampled
 from sift_graph.models.devices import load_settings
 from sift_graph.models.gguf import converted_gguf_folder
 from sift_graph.models.scheduler import BatchScheduler, FinishReason, GenerationRequest
@@ -169,14 +170,14 @@ class LocalChatModel(ChatHuggingFace):
     ) -> GenerationRequest:
         prompt = self._to_chat_prompt(messages)
         temperature = float(kwargs.get("temperature") or 0.0)
-        top_p = kwargs.get("top_p")
+        sampled, top_p, seed = is_sampled(temperature), kwargs.get("top_p"), kwargs.get("seed")
         return GenerationRequest(
             prompt=list(self.tokenizer(prompt, add_special_tokens=False)["input_ids"]),
             max_new_tokens=int(kwargs.get("max_tokens") or self.max_tokens or 1024),
             temperature=temperature,
-            top_p=float(top_p) if temperature > 0 and top_p is not None else None,
+            top_p=float(top_p) if sampled and top_p is not None else None,
             stop=tuple(stop or ()),
-            seed=int(kwargs["seed"]) if temperature > 0 and kwargs.get("seed") is not None else None,
+            seed=int(seed) if sampled and seed is not None else None,
         )
 
     # Every call streams (`result_of_stream`): the scheduler hands each token over as
