@@ -141,8 +141,8 @@ def held_run(setting: str, thread_id: str, resuming: bool) -> Iterator[None]:
         try:
             stack.enter_context(run_lock(setting, thread_id))
         except LockHeld as exc:
-            by = f"pid {exc.holder}" if exc.holder is not None else "another process"
-            raise UsageError(f"run {thread_id} is already being {'resumed' if resuming else 'run'} by {by}") from exc
+            doing = "resumed" if resuming else "run"
+            raise UsageError(f"run {thread_id} is already being {doing} by {exc.by}") from exc
         except OSError as exc:
             raise open_failure(setting, exc) from exc
         yield
