@@ -24,9 +24,10 @@ from pydantic import ConfigDict
 from pydantic.json_schema import SkipJsonSchema
 
 from sift_graph.answers import Comparator
-from sift_graph.models.decoding import is_sampled
+from sift_graph.models.decoding import DEFAULT_MAX_TOKENS, is_sampled
 from sift_graph.models.specs import (
     DEFAULT_MODEL_SPEC,
+    DEFAULT_REQUEST_TIMEOUT_S,
     Connection,
     LoadOptions,
     is_served,
@@ -116,7 +117,9 @@ class SiftContext:
             "scope": RUN,
         },
     )
-    max_tokens: int = field(default=1024, metadata={"scope": RUN, "description": "new-token limit of every model call"})
+    max_tokens: int = field(
+        default=DEFAULT_MAX_TOKENS, metadata={"scope": RUN, "description": "new-token limit of every model call"}
+    )
     temperature: float = field(
         default=0.0, metadata={"scope": RUN, "description": "sampling temperature; 0 is greedy decoding"}
     )
@@ -174,7 +177,7 @@ class SiftContext:
         },
     )
     request_timeout: float = field(
-        default=120.0,
+        default=DEFAULT_REQUEST_TIMEOUT_S,
         metadata={
             "scope": DEPLOYMENT,
             "description": "seconds one model request may take before it counts as failed",

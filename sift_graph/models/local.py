@@ -22,7 +22,7 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_huggingface import ChatHuggingFace
 from pydantic import PrivateAttr
 
-from sift_graph.models.decoding import is_sampled
+from sift_graph.models.decoding import DEFAULT_MAX_TOKENS, is_sampled
 from sift_graph.models.devices import load_settings
 from sift_graph.models.gguf import converted_gguf_folder
 from sift_graph.models.scheduler import BatchScheduler, FinishReason, GenerationRequest
@@ -173,7 +173,7 @@ class LocalChatModel(ChatHuggingFace):
         sampled, top_p, seed = is_sampled(temperature), kwargs.get("top_p"), kwargs.get("seed")
         return GenerationRequest(
             prompt=list(self.tokenizer(prompt, add_special_tokens=False)["input_ids"]),
-            max_new_tokens=int(kwargs.get("max_tokens") or self.max_tokens or 1024),
+            max_new_tokens=int(kwargs.get("max_tokens") or self.max_tokens or DEFAULT_MAX_TOKENS),
             temperature=temperature,
             top_p=float(top_p) if sampled and top_p is not None else None,
             stop=tuple(stop or ()),

@@ -33,6 +33,8 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 
 DEFAULT_MODEL_SPEC = "default"
+DEFAULT_REQUEST_TIMEOUT_S = 120.0
+"""Seconds one request to a served model may take (`SiftContext.request_timeout`)."""
 SERVED_PREFIX = "openai:"
 """The built-in served prefix. Ask `is_served(spec)`, which knows registered loaders too."""
 
@@ -60,7 +62,7 @@ class Connection:
 
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
-    timeout: float = 120.0
+    timeout: float = DEFAULT_REQUEST_TIMEOUT_S
 
     def cache_key(self) -> tuple[Any, ...]:
         # A digest, so that the cache's keys do not hold the secret itself.
