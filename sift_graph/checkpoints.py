@@ -141,15 +141,18 @@ class SqliteFileSaver(SqliteSaver):
         """The saver on `path`, tables created and commits set to skip the fsync."""
         # autocommit off (Python's default): the saver commits each write itself
         connection = sqlite3.connect(path, check_same_thread=False)
+        saver = cls(connection)
         try:
             if problem := foreign_store_problem(connection):
                 raise sqlite3.DatabaseError(f"not a SIFT checkpoint store: {problem}")
-            saver = cls(connection)
             saver.setup()
             connection.execute(_SQLITE_SYNCHRONOUS)
             yield saver
         finally:
-            connection.close()
+            # Under the saver's lock: a write a cancelled run left going in a worker thread
+            # (a server's saver) ends before the connection closes under it, which crashes.
+            with saver.lock:
+                connection.close()
 
     async def _call(self, work: Callable[[], T]) -> T:
         """Where the async methods do their work: in place (see above). A saver for a
