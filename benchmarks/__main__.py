@@ -277,6 +277,25 @@ def resume_rows(args: argparse.Namespace) -> list[Row]:
     return rows
 
 
+def server_eval_rows(args: argparse.Namespace) -> list[Row]:
+    """`sift eval --server` through langgraph dev, beside the in-process eval (benchmarks/server_eval.py)."""
+    from benchmarks import server_eval
+
+    rows = []
+    for r in server_eval.run(args.server_latency_ms / 1000, args.server_questions, tuple(args.server_concurrency)):
+        rows.append(
+            _row(
+                "8 eval on a server",
+                f"{r.path:<10} C={r.concurrency:<3} N={r.questions} (L={args.server_latency_ms:.0f} ms)",
+                f"{r.wall_s:.2f} s vs ideal {r.ideal_s:.2f} s = {r.vs_ideal:.2f}x"
+                + (f", {r.errors} errors" if r.errors else ""),
+                "-",
+                None if not r.errors else False,
+            )
+        )
+    return rows
+
+
 SECTIONS = {
     "overhead": overhead_rows,
     "serving": serving_rows,
@@ -284,6 +303,7 @@ SECTIONS = {
     "real": real_model_rows,
     "local": local_rows,
     "resume": resume_rows,
+    "server": server_eval_rows,
 }
 
 
@@ -326,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     args.questions = 300 if quick else 1000
     args.max_tokens, args.real_questions = (16, 1) if quick else (64, 1)
     args.local_max_tokens, args.local_questions = (32, 1) if quick else (64, 2)
+    args.server_latency_ms, args.server_questions, args.server_concurrency = (100.0, 16 if quick else 64, [1, 8, 32])
     warnings.filterwarnings("ignore")
 
     machine = _machine()

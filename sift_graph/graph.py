@@ -52,8 +52,7 @@ def build_sift_graph(
     With a `deployment` it is a served graph: its context takes the run settings only
     (`deployment.context_schema`), the rest is the deployment's (see `sift_graph.deployment`).
     """
-    schema: type[Any] = SiftContext if deployment is None else deployment.context_schema
-    resolve = context_of if deployment is None else deployment.context_of
+    schema, resolve = context_handling(deployment)
     builder = StateGraph(SiftState, context_schema=schema, input_schema=SiftInput, output_schema=SiftOutput)
     node = functools.partial(model_node, resolve_context=resolve)
     # SG: the question's facts and its one-line question, as a Sticker.
@@ -76,6 +75,14 @@ def build_sift_graph(
     builder.add_node("direct_answer", node("direct_answer"), retry_policy=retry_policy)
     add_sift_edges(builder)
     return builder
+
+
+def context_handling(deployment: Deployment | None) -> tuple[type[Any], ContextResolver]:
+    """A graph's context schema and how its nodes read it: SiftContext in the library; in a
+    served graph (a `deployment`) the run settings only, the rest the deployment's."""
+    if deployment is None:
+        return SiftContext, context_of
+    return deployment.context_schema, deployment.context_of
 
 
 def model_node(name: str, resolve_context: ContextResolver = context_of) -> ModelNode:

@@ -44,9 +44,15 @@ MAX_WAIT_S = 60.0  # an `until` whose event is never set still ends
 
 class FaultServer:
     def __init__(
-        self, replies: dict[str, str | list[str]], token_delay: float = 0.0, owned_by: str = "llamacpp"
+        self,
+        replies: dict[str, str | list[str]],
+        token_delay: float = 0.0,
+        owned_by: str = "llamacpp",
+        stream_usage: bool = True,
     ) -> None:
         self.replies = dict(replies)
+        self.stream_usage = stream_usage
+        """False: streams never carry usage, whatever `stream_options` asks (llama-cpp-python's server)."""
         self.token_delay = token_delay
         self.owned_by = owned_by
         self.streamed_tokens: list[int] = []
@@ -233,7 +239,7 @@ class FaultServer:
                             self.connection.shutdown(socket.SHUT_RDWR)
                             raise BrokenPipeError
                         self._event({"choices": [{"index": 0, "delta": {}, "finish_reason": finish_reason}]})
-                        if (body.get("stream_options") or {}).get("include_usage"):
+                        if server.stream_usage and (body.get("stream_options") or {}).get("include_usage"):
                             prompt_tokens = len(prompt.split()) + len(given.split())
                             usage = {"prompt_tokens": prompt_tokens, "completion_tokens": sent}
                             self._event({"choices": [], "usage": {**usage, "total_tokens": prompt_tokens + sent}})

@@ -8,12 +8,10 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -37,6 +35,7 @@ from sift_graph.testing import (
     boxed,
     script_for,
 )
+from sift_graph.testing.langgraph_dev import answers, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -198,12 +197,6 @@ def wait_for_call(log: Path, role: str, call: int, process: subprocess.Popen[str
 # --- servers on loopback ------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
     """Poll `condition` until it holds; fail naming `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
@@ -233,14 +226,6 @@ def serving(app: Any) -> Iterator[str]:
         thread.join(timeout=30)
 
 
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2):
-            return True
-    except OSError:
-        return False
-
-
 @contextmanager
 def sift_serve(*args: str, log: os.PathLike[str], env: dict[str, str] | None = None) -> Iterator[tuple[str, Any]]:
     """`sift serve ARGS` in its own process on a free loopback port, its output in `log`;
@@ -255,7 +240,7 @@ def sift_serve(*args: str, log: os.PathLike[str], env: dict[str, str] | None = N
         )
     url = f"http://127.0.0.1:{port}/v1"
     try:
-        wait_until(lambda: _answers(f"{url}/models") or process.poll() is not None, "sift serve to listen", 60)
+        wait_until(lambda: answers(f"{url}/models") or process.poll() is not None, "sift serve to listen", 60)
         if process.poll() is not None:
             raise RuntimeError(f"sift serve exited with {process.returncode}")
         yield url, process
@@ -267,6 +252,16 @@ def sift_serve(*args: str, log: os.PathLike[str], env: dict[str, str] | None = N
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextmanager
+def langgraph_dev(log: Path, env: dict[str, str], *args: str) -> Iterator[str]:
+    """`langgraph dev ARGS` serving this checkout's langgraph.json on a free loopback port
+    (`sift_graph.testing.langgraph_dev`); yields its URL."""
+    from sift_graph.testing.langgraph_dev import langgraph_dev as start
+
+    with start(ROOT, log, env, *args) as url:
+        yield url
 
 
 TOY_QUESTIONS = [

@@ -183,3 +183,32 @@ async def test_a_failed_cot_is_the_records_error_and_sift_never_starts(tmp_path)
     assert outcome.errors == 1 and "no reply scripted for role 'direct'" in outcome.first_error
     assert [record["status"] for record in store.records()] == ["error"]
     assert model.calls == []  # the failed CoT call raised before it started; SIFT made none
+
+
+def test_the_server_runs_journal_keeps_the_last_thread_of_each_run_and_skips_a_torn_line(tmp_path):
+    from sift_graph.evaluation.server import ThreadJournal
+
+    path = tmp_path / "set.threads"
+    key = ("q1", 0, "sha")
+    journal = ThreadJournal(path)
+    first = journal.new_thread(key, "cot")
+    retried = journal.new_thread(key, "cot")
+    sift = journal.new_thread(key, "sift")
+    with open(path, "a", encoding="utf-8") as torn:
+        torn.write('{"key": ["q2", 0, "sha"], "method": "co')  # a crash mid-line: never created
+    reread = ThreadJournal(path)
+    assert first != retried
+    assert (reread.thread(key, "cot"), reread.thread(key, "sift")) == (retried, sift)
+    assert reread.thread(("q2", 0, "sha"), "cot") is None
+    after_crash = reread.new_thread(("q3", 0, "sha"), "cot")  # appended on a line of its own
+    assert ThreadJournal(path).thread(("q3", 0, "sha"), "cot") == after_crash
+
+
+def test_a_server_eval_sends_and_digests_run_settings_only():
+    from sift_graph.evaluation.server import ServerTarget, server_config
+
+    context = SiftContext(model="openai:x", base_url="http://example.invalid/v1", api_key="sk-x", max_tokens=64)
+    target = ServerTarget("http://127.0.0.1:2024", "a-id", "c-id", "sift on http://127.0.0.1:2024")
+    settings = server_config(context, target).settings
+    assert settings["model"] == target.label and settings["max_tokens"] == 64
+    assert not {"base_url", "api_key", "cache", "dtype", "request_timeout"} & settings.keys()

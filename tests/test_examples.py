@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from sift_graph import build_sift_graph
 from sift_graph.checkpoints import open_checkpointer
 from sift_graph.serve.protocol import CONTEXT_HEADER
 from sift_graph.testing import script_for
@@ -75,8 +76,10 @@ def test_math_agent_asks_sift_serve_through_chat_openai(scripted_spec, tmp_path)
     assert "  routed to: sift" in lines and "  (SIFT answer: 5)" in lines
     thread = next(line for line in lines if line.startswith("  (sift serve thread: "))[22:-1]
     # The server kept the run; the earlier turns went along as context for the question.
+    # The question is stored once, with the run's input (a delta channel): read through the graph.
     with open_checkpointer(runs) as saver:
-        question = saver.get_tuple({"configurable": {"thread_id": thread}}).checkpoint["channel_values"]["question"]
+        state = build_sift_graph().compile(checkpointer=saver).get_state({"configurable": {"thread_id": thread}})
+        question = state.values["question"]
     assert question.startswith(f"{CONTEXT_HEADER}\nUser: Say hello") and "Assistant: Hello, reader!" in question
 
 

@@ -5,12 +5,7 @@ driven with the official openai client and ChatOpenAI."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
-import time
 import urllib.request
 from pathlib import Path
 
@@ -21,26 +16,12 @@ from sift_graph.context import run_settings
 from sift_graph.testing import QUESTION, boxed, script_for
 
 from fault_server import FaultServer
-from helpers import free_port, wait_until
+from helpers import langgraph_dev, wait_until
 
 pytestmark = pytest.mark.slow  # a real server process
 ROOT = Path(__file__).resolve().parent.parent
 # Round 1 disagrees, round 2 agrees: the round budget decides how a run ends.
 SCRIPT = script_for(["4", "5"], ["3", "5"], direct="7")
-
-
-def wait_until_up(url: str, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"langgraph dev exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/ok", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"langgraph dev did not come up in {timeout} s:\n{log.read_text()[-3000:]}")
 
 
 @pytest.fixture(scope="module")
@@ -63,52 +44,14 @@ def upstream():
 def server(folder, upstream):
     """`langgraph dev` on a free loopback port; stopped by its pid at the end. Its OpenAI
     routes are configured from the environment, as in a deployment."""
-    log = folder / "server.log"
-    port = free_port()
     env = {
-        **os.environ,
-        "LANGGRAPH_CLI_NO_ANALYTICS": "1",
-        "LANGSMITH_TRACING": "false",
-        "PYTHONPATH": str(ROOT),
         "SIFT_MODEL": "openai:test-model",
         "SIFT_BASE_URL": upstream.base_url,
         "OPENAI_API_KEY": "sk-test-for-the-mounted-routes",
         "SIFT_CHECKPOINTS": str(folder / "openai-runs.sqlite"),
     }
-    with open(log, "w") as log_file:
-        process = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "langgraph"),
-                "dev",
-                "--no-browser",
-                "--no-reload",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--config",
-                str(ROOT / "langgraph.json"),
-            ],
-            # langgraph.json's paths are relative to the working folder; the server keeps
-            # its in-memory state in .langgraph_api/ there (ignored by git).
-            cwd=ROOT,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(url, process, log)
+    with langgraph_dev(folder / "server.log", env) as url:
         yield url
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
 
 
 def disagree_in_round_1(upstream: FaultServer) -> None:

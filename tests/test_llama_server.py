@@ -36,13 +36,14 @@ class CallWatcher(BaseCallbackHandler):
             self.overlaps.append(set(self.in_flight))
 
     def on_llm_end(self, response, *, run_id, **kwargs) -> None:
-        usage = (response.llm_output or {}).get("token_usage") or {}
+        # A streamed reply carries the server's counts on its message (LangChain's usage_metadata).
+        usage = response.generations[0][0].message.usage_metadata or {}
         with self.lock:
             role = self.roles[run_id]
             self.in_flight.discard(role)
             totals = self.server_usage.setdefault(role, [0, 0])
-            totals[0] += usage.get("prompt_tokens", 0)
-            totals[1] += usage.get("completion_tokens", 0)
+            totals[0] += usage.get("input_tokens", 0)
+            totals[1] += usage.get("output_tokens", 0)
 
 
 async def test_a_real_sift_run_through_the_server(llama_server):

@@ -102,6 +102,29 @@ def test_a_dropped_stream_is_continued_by_the_retry_and_each_token_counted_once(
     assert PartialStore(partials).count() == 0
 
 
+@pytest.mark.parametrize("invoke", ["sync", "async"])
+async def test_a_server_whose_streams_carry_no_usage_is_counted_from_whole_replies(invoke):
+    """llama-cpp-python's server ignores `stream_options.include_usage`: the first reply is
+    asked again whole to be counted, and every later call of that model is asked whole."""
+    server = FaultServer(flatten(script_for(["4"], ["4"])), stream_usage=False).start()
+    try:
+        graph = build_sift_graph().compile()
+        run = graph.invoke if invoke == "sync" else graph.ainvoke
+        context = context_for(server, cache="off")
+        result = run({"question": QUESTION}, context=context)
+        result = await result if invoke == "async" else result
+    finally:
+        server.stop()
+    streamed = [request for request in server.requests if request.get("stream")]
+    assert len(streamed) == 1 and len(server.requests) == 3 + 1  # 3 calls; the first asked twice
+    usage = result["usage"]
+    assert sum(role["calls"] for role in usage.values()) == 3
+    for request in server.requests[1:]:
+        assert not request.get("stream") and "stream_options" not in request
+    for role in usage.values():
+        assert role["input_tokens"] > 0 and role["output_tokens"] > 0
+
+
 def test_a_server_that_cannot_continue_restarts_the_call(server, tmp_path):
     server.owned_by = "openai"
     server.replies["predict_query_sticker"] = LONG_SOLUTION

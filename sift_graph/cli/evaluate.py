@@ -19,17 +19,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import dataclasses
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from sift_graph.checkpoints import checkpoint_kind, default_checkpoints, sqlite_file
 from sift_graph.cli.common import (
-    ModelFault,
     UsageError,
     add_model_arguments,
     context_from_args,
@@ -37,11 +33,15 @@ from sift_graph.cli.common import (
     open_call_cache,
     quiet_transformers,
 )
+from sift_graph.cli.eval_results import announce_results, check_not_all_failed, held_results, print_results
+from sift_graph.cli.eval_server import evaluate_on_server
 from sift_graph.context import SiftContext
 from sift_graph.evaluation.datasets import DatasetError, Question, dataset_names, load_dataset
-from sift_graph.evaluation.results import EvalConfig, ResultSet, ResultStore, read_records, record_key
-from sift_graph.locks import LockHeld
+from sift_graph.evaluation.results import EvalConfig, ResultStore
 from sift_graph.models.decoding import is_sampled
+
+if TYPE_CHECKING:
+    from sift_graph.evaluation.runner import RunOutcome
 
 DEFAULT_OUT = "sift-eval"
 DEFAULT_CONCURRENCY = 4
@@ -62,6 +62,19 @@ def add_eval_commands(commands: Any) -> None:
     evaluate.add_argument("--out", default=DEFAULT_OUT, help=f"results folder (default {DEFAULT_OUT}); rerun to resume")
     evaluate.add_argument(
         "--samples", type=int, default=1, help="runs per question, with --temperature > 0 (majority vote)"
+    )
+    evaluate.add_argument(
+        "--server",
+        metavar="URL",
+        default=None,
+        help="run every question on this LangGraph server (langgraph dev or a deployment; its API key from "
+        "LANGGRAPH_API_KEY): its deployment chooses the model, the flags here only the run settings",
+    )
+    evaluate.add_argument(
+        "--assistant",
+        default=None,
+        metavar="NAME_OR_ID",
+        help="with --server: the assistant that runs SIFT (default: the 'sift' graph's own)",
     )
     evaluate.add_argument(
         "--sc",
@@ -119,6 +132,8 @@ def eval_command(args: argparse.Namespace, out: TextIO | None = None, progress: 
         dataset, questions = load_dataset(args.dataset, args.limit)
     except DatasetError as exc:
         raise UsageError(str(exc)) from exc
+    if args.server is not None:
+        return evaluate_on_server(args, questions, dataset, args.concurrency or DEFAULT_CONCURRENCY, out, progress)
     if args.cache is None:
         args.cache = default_eval_cache()
     context = context_from_args(args)
@@ -137,20 +152,6 @@ def default_eval_cache() -> str:
     return str(folder / "cache.sqlite")
 
 
-@contextlib.contextmanager
-def held_results(store: ResultStore) -> Iterator[None]:
-    """The result set held by this process; a bad folder or another process on the same
-    set is bad input (exit 2), found before any model loads."""
-    with contextlib.ExitStack() as stack:
-        try:
-            stack.enter_context(store.held())
-        except ValueError as exc:
-            raise UsageError(str(exc)) from exc
-        except LockHeld as exc:
-            raise UsageError(f"results {store.path} are being written by {exc.by}") from exc
-        yield
-
-
 def evaluate(
     args: argparse.Namespace,
     store: ResultStore,
@@ -159,17 +160,11 @@ def evaluate(
     out: TextIO,
     progress: TextIO,
 ) -> int:
-    from sift_graph.evaluation.report import format_text, summarize_sets
-    from sift_graph.evaluation.runner import RunOutcome, run_eval
+    from sift_graph.evaluation.runner import run_eval
 
-    dataset = store.dataset
     samples = args.sc or args.samples
-    wanted = len(questions) * samples
-    wanted_keys = {(q.id, sample, q.sha) for q in questions for sample in range(samples)}
-    done = len(store.done_keys() & wanted_keys)
-    print(f"results: {store.path} ({done} of {wanted} already done)", file=progress, flush=True)
     outcome: RunOutcome | None = None
-    if done < wanted:
+    if announce_results(store, questions, samples, progress):
         quiet_transformers()
         started = time.monotonic()
         print(f"call cache: {context.cache}", file=progress, flush=True)
@@ -189,43 +184,8 @@ def evaluate(
                 self_consistency=bool(args.sc),
             )
         )
-        if outcome.stopped is None and outcome.finished and outcome.errors == outcome.finished:
-            raise ModelFault(f"every question failed, e.g. {outcome.first_error}")
-    # The table covers exactly the questions asked for, whatever else the result set holds.
-    records = [record for record in store.records() if record_key(record) in wanted_keys]
-    result_set = ResultSet(dataset, store.config.digest(), store.config.as_dict(), records, read_records(store.path)[1])
-    summaries = beside_sift(result_set, store.out_dir, questions) if args.sc else summarize_sets([result_set])
-    print(format_text(summaries), file=out, flush=True)
-    print(f"\n(sift report {args.out} writes the Markdown table, JSON summary and plot)", file=progress, flush=True)
-    if outcome is not None and outcome.stopped is not None:
-        raise ModelFault(f"stopped: {outcome.stopped}; {outcome.left} not started: rerun the same command to resume")
-    if failed := [record for record in records if record["status"] != "ok"]:
-        raise ModelFault(
-            f"{len(failed)} of {wanted} questions ended in an error, e.g. {failed[0].get('error')}: "
-            "rerun the same command to retry them"
-        )
-    return 0
-
-
-def beside_sift(sc: ResultSet, out_dir: Path, questions: list[Question]) -> list[dict[str, Any]]:
-    """The summaries that show an SC result set: beside each SIFT result set of the same
-    model in the folder (on the questions asked for), else alone."""
-    from sift_graph.evaluation.report import summarize_sets
-    from sift_graph.evaluation.results import load_result_sets
-
-    asked = {(question.id, question.sha) for question in questions}
-    others = [
-        dataclasses.replace(
-            found, records=[record for record in found.records if (record["id"], record["question_sha"]) in asked]
-        )
-        for found in load_result_sets(out_dir)
-        if found.dataset == sc.dataset and found.digest != sc.digest
-    ]
-    return [
-        summary
-        for summary in summarize_sets([sc, *others])
-        if any(entry["config_digest"] == sc.digest for entry in summary.get("self_consistency") or [])
-    ]
+        check_not_all_failed(outcome)
+    return print_results(args, store, questions, outcome, out, progress)
 
 
 def report_command(args: argparse.Namespace, out: TextIO | None = None, progress: TextIO | None = None) -> int:

@@ -52,6 +52,7 @@ from sift_graph.cli.run_stream import stream_run
 from sift_graph.context import SiftContext
 from sift_graph.locks import LockHeld, run_lock
 from sift_graph.partials import partials_file
+from sift_graph.runs import SETTINGS_METADATA_KEY as SETTINGS_METADATA_KEY  # still public here (tested)
 from sift_graph.runs import new_thread_id, run_config, stored_settings_of, thread_config
 from sift_graph.state import output_of, run_finished, validate_question
 

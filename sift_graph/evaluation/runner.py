@@ -22,7 +22,7 @@ import dataclasses
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -31,11 +31,12 @@ from langgraph.graph import END, START, StateGraph
 from typing_extensions import TypedDict
 
 from sift_graph.context import SiftContext
+from sift_graph.deployment import Deployment
 from sift_graph.evaluation.datasets import Question
 from sift_graph.evaluation.records import build_record, build_sample_record
 from sift_graph.evaluation.results import ResultStore, record_key
 from sift_graph.faults import describe_fault, is_unreachable
-from sift_graph.graph import MODEL_RETRY, build_sift_graph, model_node
+from sift_graph.graph import MODEL_RETRY, build_sift_graph, context_handling, model_node
 from sift_graph.models.decoding import is_sampled
 from sift_graph.state import Prediction, RoleUsage, SiftInput, SiftState
 
@@ -48,10 +49,15 @@ class CotOutput(TypedDict):
     """The baseline's prediction, handed to SIFT as its fallback."""
 
 
-def build_cot_graph() -> StateGraph[SiftState, SiftContext, SiftInput, CotOutput]:
-    """The zero-shot CoT baseline: SIFT's fallback node alone. Uncompiled, like SIFT's."""
-    builder = StateGraph(SiftState, context_schema=SiftContext, input_schema=SiftInput, output_schema=CotOutput)
-    builder.add_node("direct_answer", model_node("direct_answer"), retry_policy=MODEL_RETRY)
+def build_cot_graph(
+    *, deployment: Deployment | None = None
+) -> StateGraph[SiftState, SiftContext, SiftInput, CotOutput]:
+    """The zero-shot CoT baseline: SIFT's fallback node alone. Uncompiled, like SIFT's, and
+    served like it with a `deployment` (see `build_sift_graph`)."""
+    schema, resolve = context_handling(deployment)
+    builder = StateGraph(SiftState, context_schema=schema, input_schema=SiftInput, output_schema=CotOutput)
+    # The baseline: a plain chain-of-thought answer (SIFT's own fallback call).
+    builder.add_node("direct_answer", model_node("direct_answer", resolve), retry_policy=MODEL_RETRY)
     builder.add_edge(START, "direct_answer")
     builder.add_edge("direct_answer", END)
     return builder
@@ -77,6 +83,27 @@ def sample_context(context: SiftContext, sample: int) -> SiftContext:
     return dataclasses.replace(context, seed=(context.seed or 0) + sample)
 
 
+def error_body(exc: BaseException) -> dict[str, Any]:
+    """What a record of a (question, sample) that failed keeps: one line, and whether the
+    model server could not be reached at all (several in a row stop the run)."""
+    return {"status": "error", "error": describe_fault(exc), "unreachable": is_unreachable(exc)}
+
+
+def task_record(task: Task, body: dict[str, Any], started: float) -> dict[str, Any]:
+    """The stored record of `task`: what it is, `body` (`build_record`'s or `error_body`'s)
+    and how long it took since `started` (`time.monotonic()`)."""
+    return {
+        "id": task.question.id,
+        "sample": task.sample,
+        "question_sha": task.question.sha,
+        "question": task.question.question,
+        "gold": task.question.answer,
+        **body,
+        "seconds": round(time.monotonic() - started, 3),
+        "finished_at": time.time(),
+    }
+
+
 async def evaluate_one(task: Task, sift_graph: Any | None, cot_graph: Any, context: SiftContext) -> dict[str, Any]:
     """The record of one (question, sample): CoT, then SIFT with the CoT's reply as its
     fallback (no `sift_graph`: the CoT sample alone), or the error (a failed CoT means
@@ -92,17 +119,8 @@ async def evaluate_one(task: Task, sift_graph: Any | None, cot_graph: Any, conte
             sift = await sift_graph.ainvoke({"question": question, "fallback": cot["fallback"]}, context=context)
             body = build_record(task.question, cot, sift, context.comparator)
     except Exception as exc:  # one bad question must not stop the run; a rerun retries it
-        body = {"status": "error", "error": describe_fault(exc), "unreachable": is_unreachable(exc)}
-    return {
-        "id": task.question.id,
-        "sample": task.sample,
-        "question_sha": task.question.sha,
-        "question": task.question.question,
-        "gold": task.question.answer,
-        **body,
-        "seconds": round(time.monotonic() - started, 3),
-        "finished_at": time.time(),
-    }
+        body = error_body(exc)
+    return task_record(task, body, started)
 
 
 UNREACHABLE_IN_A_ROW = 3
@@ -179,6 +197,29 @@ async def run_eval(
 
     `context.model` should be a loaded model (or a spec): every task shares it.
     """
+    sift_graph = None if self_consistency else build_sift_graph().compile()
+    cot_graph = build_cot_graph().compile()
+
+    async def evaluate(task: Task) -> dict[str, Any]:
+        return await evaluate_one(task, sift_graph, cot_graph, context)
+
+    return await run_tasks(
+        questions, evaluate, store=store, samples=samples, concurrency=concurrency, progress=progress
+    )
+
+
+async def run_tasks(
+    questions: Sequence[Question],
+    evaluate: Callable[[Task], Awaitable[dict[str, Any]]],
+    *,
+    store: ResultStore,
+    samples: int = 1,
+    concurrency: int = 4,
+    progress: TextIO | None = sys.stderr,
+) -> RunOutcome:
+    """Every (question, sample) not yet in `store` through `evaluate` (which returns its
+    `task_record`, never raises), at most `concurrency` at a time, each record stored the
+    moment it is made: the loop shared by a local eval and one on a LangGraph server."""
     if concurrency < 1:
         raise ValueError(f"concurrency: expected an integer >= 1, got {concurrency!r}")
     if samples < 1:
@@ -191,8 +232,6 @@ async def run_eval(
     tasks = pending_tasks(questions, samples, done)
     tally = _Tally(record for record in existing if record_key(record) in wanted and record["status"] == "ok")
     session, session_started = uuid.uuid4().hex[:12], time.time()
-    sift_graph = None if self_consistency else build_sift_graph().compile()
-    cot_graph = build_cot_graph().compile()
     queue: asyncio.Queue[Task] = asyncio.Queue()
     for task in tasks:
         queue.put_nowait(task)
@@ -218,7 +257,7 @@ async def run_eval(
                 task = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            record = await evaluate_one(task, sift_graph, cot_graph, context)
+            record = await evaluate(task)
             record.update(
                 dataset=store.dataset, config=store.config.digest(), session=session, session_started=session_started
             )

@@ -22,6 +22,7 @@ from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from pydantic import PrivateAttr
 
+from sift_graph.models.chat_template import chat_prompt
 from sift_graph.models.decoding import DEFAULT_MAX_TOKENS, is_sampled
 from sift_graph.models.devices import load_settings
 from sift_graph.models.gguf import converted_gguf_folder
@@ -108,14 +109,11 @@ def load_local_model(source: str | Path, dtype: str = "auto") -> BaseChatModel:
 
 
 class LocalChatModel(BaseChatModel):
-    """A chat model over a local transformers model and its tokenizer.
-
-    `max_tokens`, `temperature`, `top_p` and `stop` are honoured per call, the reply
-    carries `usage_metadata` and `finish_reason`
-    ("length" when cut at the token limit), and calls made at the same time, from
-    threads or tasks, are generated together by one `BatchScheduler` per model;
-    `ainvoke` waits for its reply without a thread.
-    """
+    """A chat model over a local transformers model and its tokenizer. `max_tokens`,
+    `temperature`, `top_p` and `stop` are honoured per call, the reply carries
+    `usage_metadata` and `finish_reason` ("length" when cut at the token limit), and
+    calls made at the same time, from threads or tasks, are generated together by one
+    `BatchScheduler` per model; `ainvoke` waits for its reply without a thread."""
 
     hf_model: Any
     """The transformers causal LM (loaded, in eval mode)."""
@@ -171,7 +169,7 @@ class LocalChatModel(BaseChatModel):
     def _request(
         self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
     ) -> GenerationRequest:
-        prompt = self._to_chat_prompt(messages)
+        prompt = chat_prompt(self.tokenizer, messages)
         temperature = float(kwargs.get("temperature") or 0.0)
         sampled, top_p, seed = is_sampled(temperature), kwargs.get("top_p"), kwargs.get("seed")
         return GenerationRequest(
@@ -187,11 +185,6 @@ class LocalChatModel(BaseChatModel):
     # it is decoded, and the text it adds goes out as a chunk. A call that finds the
     # partial reply of an interrupted try (`partials.current_partial`) prefills the
     # prompt and the partial's own tokens and decodes on from there.
-    def _to_chat_prompt(self, messages: list[BaseMessage]) -> str:
-        """The messages as the model's chat template writes them, ready for its reply."""
-        chat = [{"role": _chat_role(message), "content": message.content} for message in messages]
-        return str(self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True))
-
     def _streaming(
         self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
     ) -> tuple[GenerationRequest, IncrementalDecoder, int, list[ChatGenerationChunk]]:
@@ -290,15 +283,6 @@ class LocalChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         return await aresult_of_stream(self._astream(messages, stop, **kwargs), run_manager)
-
-
-_CHAT_ROLES = {"system": "system", "human": "user", "ai": "assistant"}
-
-
-def _chat_role(message: BaseMessage) -> str:
-    if message.type not in _CHAT_ROLES:
-        raise ValueError(f"messages: a local model takes system, human and AI messages, not {message.type!r}")
-    return _CHAT_ROLES[message.type]
 
 
 def _cut_at_stop(text: str, stop: tuple[str, ...]) -> str:

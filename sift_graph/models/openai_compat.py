@@ -34,6 +34,8 @@ from sift_graph.models.openai_stream import (
     is_event_stream,
     server_continuation,
     tokens_left,
+    uncounted_body,
+    usage_of_completion,
     whole_completion,
 )
 from sift_graph.models.specs import Connection, LoadOptions
@@ -87,6 +89,11 @@ class OpenAICompatibleChatModel(ChatOpenAI):
     generates_by_streaming: ClassVar[bool] = True  # every call streams (see `models.streaming`)
 
     _server_continuation: Continuation | None = PrivateAttr(default=None)  # once asked (`auto`)
+    # Whether the server's streams say what a reply cost. A server that ignores
+    # `stream_options.include_usage` (llama-cpp-python's) is found out by its first reply,
+    # which is then asked again whole to be counted (once per model), and is asked whole
+    # from then on: token accounting is never guessed.
+    _streams_count_usage: bool = PrivateAttr(default=True)
     _clients_by_loop: WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = PrivateAttr(default_factory=WeakKeyDictionary)
 
     def _async_client(self) -> Any:
@@ -161,6 +168,8 @@ class OpenAICompatibleChatModel(ChatOpenAI):
         kwargs.pop("stream", None)
         body, options = chat_completion_request(self._get_request_payload(messages, stop=stop, **kwargs))
         body.update(stream=True, stream_options={"include_usage": True})
+        if not self._streams_count_usage:
+            body = uncounted_body(body)
         call = current_partial()
         if call is None or call.found is None or how == "restart":
             return body, options, StreamReader(), []
@@ -216,6 +225,13 @@ class OpenAICompatibleChatModel(ChatOpenAI):
             finally:
                 events.close()
         self._check_ended(reader, events.response.request)
+        if not reader.counted and body.get("stream"):
+            self._streams_count_usage = False
+            with key_kept_out_of_errors(self._key()), openai_errors_mapped(), self._malformed_replies_named():
+                whole = self.root_client.post(
+                    "/chat/completions", body=uncounted_body(body), options=options, cast_to=dict
+                )
+            yield usage_of_completion(self._checked(whole), reader.continued_from)
 
     async def _astream(
         self,
@@ -253,6 +269,13 @@ class OpenAICompatibleChatModel(ChatOpenAI):
             finally:
                 await events.close()
         self._check_ended(reader, events.response.request)
+        if not reader.counted and body.get("stream"):
+            self._streams_count_usage = False
+            with key_kept_out_of_errors(self._key()), openai_errors_mapped(), self._malformed_replies_named():
+                whole = await self._async_client().post(
+                    "/chat/completions", body=uncounted_body(body), options=options, cast_to=dict
+                )
+            yield usage_of_completion(self._checked(whole), reader.continued_from)
 
     def _check_ended(self, reader: StreamReader, request: Any) -> None:
         """A stream with nothing in it is no reply; one that stopped before its finish

@@ -96,6 +96,8 @@ class StreamReader:
     chunks: int = 0
     ended: bool = False
     """Whether a finish reason came: a stream that stops without one broke off."""
+    counted: bool = False
+    """Whether the server said what the reply cost (`stream_options.include_usage`)."""
 
     def read(self, event: Any) -> ChatGenerationChunk | None:
         chunk = chunk_from_event(event, self.continued_from)
@@ -103,6 +105,7 @@ class StreamReader:
             return None
         self.chunks += 1
         self.ended = self.ended or "finish_reason" in (chunk.generation_info or {})
+        self.counted = self.counted or getattr(chunk.message, "usage_metadata", None) is not None
         call = current_partial()
         if call is not None and chunk.text:
             call.record(chunk.text)
@@ -111,6 +114,21 @@ class StreamReader:
     def ended_before(self, lead: list[ChatGenerationChunk]) -> bool:
         """Whether the chunks before the request already end the reply (no request then)."""
         return any("finish_reason" in (chunk.generation_info or {}) for chunk in lead)
+
+
+def uncounted_body(body: dict[str, Any]) -> dict[str, Any]:
+    """`body` asked without streaming: for a server whose streams do not say what a reply
+    cost (llama-cpp-python's ignores `stream_options`), a whole completion does."""
+    whole = {**body, "stream": False}
+    whole.pop("stream_options", None)
+    return whole
+
+
+def usage_of_completion(completion: dict[str, Any], continued_from: int) -> ChatGenerationChunk:
+    """A chunk that carries only the usage of a whole completion (no text: the streamed
+    reply already gave it)."""
+    event = chunk_from_event({"usage": completion.get("usage") or {}}, continued_from)
+    return event if event is not None else text_chunk(usage_metadata=usage(0, continued_from))
 
 
 def tokens_left(body: dict[str, Any], limit_key: str) -> int | None:
