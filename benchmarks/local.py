@@ -120,7 +120,7 @@ def generate_floor(model: LocalChatModel, questions: list[str], batch: int, max_
     `max_tokens` greedy tokens."""
     import torch
 
-    tokenizer, hf_model = model.tokenizer, model.llm.pipeline.model
+    tokenizer, hf_model = model.tokenizer, model.hf_model
     texts = [
         tokenizer.apply_chat_template(
             [{"role": "user", "content": prompts.sticker_prompt(questions[row % len(questions)])}],
@@ -165,7 +165,7 @@ def run(max_tokens: int, questions_per_level: int = 2, levels: list[int] | None 
     started = time.monotonic()
     name, model = _load(on_gpu)
     load_s = time.monotonic() - started
-    hf_model = model.llm.pipeline.model
+    hf_model = model.hf_model
     _, questions = load_dataset("gsm8k", max(2, questions_per_level * max(levels)))
     texts = [question.question for question in questions]
     asyncio.run(run_level(model, texts[:1], 1, 4))  # warm-up: first-call costs out of the rows

@@ -38,7 +38,8 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, Generation
 
-from sift_graph.partials import PARTIALS_TABLE, open_sqlite_store
+from sift_graph.partials import PARTIALS_TABLE
+from sift_graph.sqlite_files import open_sqlite_store, other_tables, sqlite_file
 
 CacheSource = Literal["run", "store"]
 CACHE_MARK = "sift_cache"
@@ -109,7 +110,7 @@ _INSERT = "INSERT OR REPLACE INTO sift_calls (key, reply) VALUES (?, ?)"
 def foreign_tables(tables: set[str]) -> str | None:
     """What makes a SQLite file not a call cache (partial replies may share it)."""
     if tables - {PARTIALS_TABLE} and "sift_calls" not in tables:
-        return f"not a SIFT call cache: it holds other tables ({', '.join(sorted(tables)[:4])})"
+        return f"not a SIFT call cache: {other_tables(tables)}"
     return None
 
 
@@ -233,7 +234,7 @@ def call_store(setting: str | BaseCache | None) -> BaseCache | None:
         return setting
     if setting in ("run", "off"):
         return None
-    path = Path(setting.removeprefix("sqlite:///")).expanduser().resolve()
+    path = Path(sqlite_file(setting)).resolve()
     with _STORES_LOCK:
         if path not in _STORES:
             _STORES[path] = SqliteCallCache(path)

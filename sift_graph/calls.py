@@ -18,6 +18,7 @@ from langchain_core.runnables import RunnableConfig
 
 from sift_graph.cache import CACHE_MARK, CacheSource, attach, serving
 from sift_graph.context import SiftContext
+from sift_graph.models.decoding import is_sampled
 from sift_graph.partials import PartialCall, call_key, partial_store, partials_file, recording
 from sift_graph.state import TAG_PREFIX, Role, role_tag
 
@@ -65,9 +66,10 @@ def decoding_kwargs(model: BaseChatModel, context: SiftContext) -> dict[str, Any
     if not isinstance(model, BaseChatOpenAI) and not getattr(model, "accepts_decoding_kwargs", False):
         return {}
     settings: dict[str, Any] = {"max_tokens": context.max_tokens, "temperature": context.temperature}
-    if context.temperature > 0 and context.top_p is not None:
+    sampled = is_sampled(context.temperature)
+    if sampled and context.top_p is not None:
         settings["top_p"] = context.top_p
-    if context.temperature > 0 and context.seed is not None:
+    if sampled and context.seed is not None:
         settings["seed"] = context.seed  # a sample's own seed: reproducible, and its own cache key
     return settings
 

@@ -21,7 +21,6 @@ import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig
@@ -35,6 +34,9 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Durability
+
+from sift_graph.sqlite_files import other_tables, table_names, with_folder
+from sift_graph.sqlite_files import sqlite_file as sqlite_file  # public here since 0.1
 
 if TYPE_CHECKING:
     import psycopg
@@ -52,7 +54,6 @@ CHECKPOINTS_ENV = "SIFT_CHECKPOINTS"
 RUN_DURABILITY: Durability = "sync"
 
 _POSTGRES_PREFIXES = ("postgresql://", "postgres://")
-_SQLITE_PREFIX = "sqlite:///"
 # Enough connections for the graph's parallel predictions across a batch of runs; a
 # worker needing more waits for one rather than failing.
 _POOL_MAX_SIZE = 16
@@ -99,20 +100,6 @@ def describe_checkpoints(setting: str) -> str:
 _SQLITE_SYNCHRONOUS = "PRAGMA synchronous=NORMAL"
 
 
-def sqlite_file(setting: str) -> str:
-    """The file a SQLite setting names (`:memory:` as is), without touching the disk."""
-    path = setting[len(_SQLITE_PREFIX) :] if setting.startswith(_SQLITE_PREFIX) else setting
-    return path if path == ":memory:" else str(Path(path).expanduser())
-
-
-def _sqlite_path(setting: str) -> str:
-    """`sqlite_file`, its folder created for a first run."""
-    path = sqlite_file(setting)
-    if path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 # The saver's tables and the columns it reads (LangGraph's SqliteSaver schema).
 _SAVER_COLUMNS = {
     "checkpoints": {"thread_id", "checkpoint_ns", "checkpoint_id", "parent_checkpoint_id", "checkpoint", "metadata"},
@@ -124,11 +111,11 @@ def foreign_store_problem(connection: sqlite3.Connection) -> str | None:
     """Why a SQLite database belongs to something else (None when it is empty or ours):
     adding our tables to another program's database, or failing mid-run on its tables,
     would both be worse than refusing it up front."""
-    tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    tables = table_names(connection)
     if not tables:
         return None
     if not tables & set(_SAVER_COLUMNS):
-        return f"it holds other tables ({', '.join(sorted(tables)[:4])})"
+        return other_tables(tables)
     for table, needed in _SAVER_COLUMNS.items():
         columns = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
         if columns and not needed <= columns:
@@ -154,15 +141,18 @@ class SqliteFileSaver(SqliteSaver):
         """The saver on `path`, tables created and commits set to skip the fsync."""
         # autocommit off (Python's default): the saver commits each write itself
         connection = sqlite3.connect(path, check_same_thread=False)
+        saver = cls(connection)
         try:
             if problem := foreign_store_problem(connection):
                 raise sqlite3.DatabaseError(f"not a SIFT checkpoint store: {problem}")
-            saver = cls(connection)
             saver.setup()
             connection.execute(_SQLITE_SYNCHRONOUS)
             yield saver
         finally:
-            connection.close()
+            # Under the saver's lock: a write a cancelled run left going in a worker thread
+            # (a server's saver) ends before the connection closes under it, which crashes.
+            with saver.lock:
+                connection.close()
 
     async def _call(self, work: Callable[[], T]) -> T:
         """Where the async methods do their work: in place (see above). A saver for a
@@ -249,7 +239,7 @@ def _open_local_saver(kind: str, setting: str) -> Iterator[BaseCheckpointSaver[s
     if kind == "memory":
         yield InMemorySaver()
     else:
-        with SqliteFileSaver.open(_sqlite_path(setting)) as saver:
+        with SqliteFileSaver.open(with_folder(sqlite_file(setting))) as saver:
             yield saver
 
 

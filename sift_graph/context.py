@@ -24,11 +24,13 @@ from pydantic import ConfigDict
 from pydantic.json_schema import SkipJsonSchema
 
 from sift_graph.answers import Comparator
+from sift_graph.models.decoding import DEFAULT_MAX_TOKENS, is_sampled
 from sift_graph.models.specs import (
     DEFAULT_MODEL_SPEC,
-    SERVED_PREFIX,
+    DEFAULT_REQUEST_TIMEOUT_S,
     Connection,
     LoadOptions,
+    is_served,
     validate_model_spec,
 )
 from sift_graph.partials import CONTINUATION_HELP, PARTIALS_HELP, Continuation, validate_partial_settings
@@ -115,7 +117,9 @@ class SiftContext:
             "scope": RUN,
         },
     )
-    max_tokens: int = field(default=1024, metadata={"scope": RUN, "description": "new-token limit of every model call"})
+    max_tokens: int = field(
+        default=DEFAULT_MAX_TOKENS, metadata={"scope": RUN, "description": "new-token limit of every model call"}
+    )
     temperature: float = field(
         default=0.0, metadata={"scope": RUN, "description": "sampling temperature; 0 is greedy decoding"}
     )
@@ -173,7 +177,7 @@ class SiftContext:
         },
     )
     request_timeout: float = field(
-        default=120.0,
+        default=DEFAULT_REQUEST_TIMEOUT_S,
         metadata={
             "scope": DEPLOYMENT,
             "description": "seconds one model request may take before it counts as failed",
@@ -274,9 +278,9 @@ class SiftContext:
         }
         settings["forward_rounds"], settings["inverse_rounds"] = self.round_budget
         settings.pop("max_stage", None)
-        if not self.temperature > 0:
+        if not is_sampled(self.temperature):
             settings["top_p"] = settings["seed"] = None  # greedy decoding ignores both
-        if not isinstance(self.model, str) or self.model.startswith(SERVED_PREFIX):
+        if not isinstance(self.model, str) or is_served(self.model):
             # Only a local spec is loaded with a dtype. Left out rather than set to None, so a
             # served model's result sets keep the digest they had before the setting existed.
             del settings["dtype"]

@@ -7,6 +7,8 @@ key or a missing model (other 4xx), nor a bug: those fail at once with the origi
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 
@@ -15,6 +17,18 @@ class MalformedReplyError(Exception):
     JSON, an HTML page (a misconfigured proxy or base URL), no choices. Retried like
     a transient fault (an overloaded server or a proxy can send one), then reported
     in one line."""
+
+
+REDACTED = "[redacted]"
+
+
+def redact(text: str, secrets: Iterable[str | None]) -> str:
+    """`text` with every (non-empty) secret in it replaced by "[redacted]": what a fault's
+    message may carry into logs, responses and stores."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return text
 
 
 def is_transient_fault(exc: BaseException) -> bool:

@@ -32,8 +32,12 @@ class LockHeld(Exception):
 
     def __init__(self, what: str, holder: int | None) -> None:
         self.what, self.holder = what, holder
-        by = f"pid {holder}" if holder is not None else "another process"
-        super().__init__(f"{what} is in use by {by}")
+        super().__init__(f"{what} is in use by {self.by}")
+
+    @property
+    def by(self) -> str:
+        """Who holds it, as a message says it: "pid 123", or "another process"."""
+        return f"pid {self.holder}" if self.holder is not None else "another process"
 
 
 def _thread_key(thread_id: str) -> bytes:

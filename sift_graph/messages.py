@@ -24,7 +24,7 @@ from typing_extensions import TypedDict
 from sift_graph.context import SiftContext
 from sift_graph.deployment import Deployment
 from sift_graph.graph import MODEL_RETRY, build_sift_graph
-from sift_graph.state import RoleUsage, RoundRecord, Sticker, validate_question
+from sift_graph.state import RoleUsage, RoundRecord, Sticker, total_usage, validate_question
 
 # The name SIFT's AI messages carry, so a multi-agent transcript says who answered.
 MESSAGE_NAME = "sift"
@@ -66,7 +66,6 @@ def last_human_text(messages: Sequence[BaseMessage]) -> str:
 def answer_message(state: Mapping[str, Any]) -> AIMessage:
     """SIFT's result as one AI message: the chosen solution as content, the extracted
     answer and how it was reached in `response_metadata`."""
-    usage = state.get("usage") or {}
     return AIMessage(
         content=state.get("response") or "",
         name=MESSAGE_NAME,
@@ -74,7 +73,7 @@ def answer_message(state: Mapping[str, Any]) -> AIMessage:
             "sift_answer": state.get("answer"),
             "sift_consensus_round": state.get("consensus_round"),
             "sift_rounds": len(state.get("rounds") or []),
-            "sift_calls": sum(role["calls"] for role in usage.values()),
+            "sift_calls": total_usage(state.get("usage"))["calls"],
         },
     )
 

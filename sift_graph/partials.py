@@ -19,12 +19,15 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from sift_graph.sqlite_files import open_sqlite_store as open_sqlite_store  # its home before the checkpoints shared it
+from sift_graph.sqlite_files import sqlite_file
 
 Continuation = Literal["auto", "prefill", "continue_final_message", "restart"]
 """How an interrupted call goes on (see `SiftContext.continuation`)."""
@@ -61,24 +64,6 @@ class Partial:
     tokens: int
     token_ids: list[int] | None = None
     """A local model's own tokens (continued exactly, with no re-tokenization)."""
-
-
-def open_sqlite_store(
-    path: Path, create: str, foreign: Callable[[set[str]], str | None] | None = None
-) -> sqlite3.Connection:
-    """A store's SQLite file, opened for concurrent use: WAL, committed writes kept by a
-    killed process (no fsync each: `synchronous=NORMAL`, as the checkpoints), its table
-    created. `foreign(tables)` says what makes the file another program's, before any change."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-    tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    if foreign is not None and (problem := foreign(tables)) is not None:
-        connection.close()
-        raise sqlite3.DatabaseError(problem)
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA synchronous=NORMAL")
-    connection.execute(create)
-    return connection
 
 
 class PartialStore:
@@ -139,7 +124,7 @@ def partial_store(path: str | None) -> PartialStore | None:
     """The store a `partials` setting names (opened once per process), or None."""
     if not path:
         return None
-    resolved = Path(path.removeprefix("sqlite:///")).expanduser().resolve()
+    resolved = Path(sqlite_file(path)).resolve()
     with _STORES_LOCK:
         if resolved not in _STORES:
             _STORES[resolved] = PartialStore(resolved)

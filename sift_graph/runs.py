@@ -37,6 +37,11 @@ def stored_settings_of(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
     return settings
 
 
+def thread_config(thread_id: str) -> RunnableConfig:
+    """The config that names a run's thread: what reads its state."""
+    return {"configurable": {"thread_id": thread_id}}
+
+
 def run_config(thread_id: str, context: SiftContext) -> RunnableConfig:
-    """The config of a new run: its thread, and its settings in the checkpoint metadata."""
-    return {"configurable": {"thread_id": thread_id}, "metadata": settings_metadata(context)}
+    """The config of a run: its thread, and its settings in the checkpoint metadata."""
+    return {**thread_config(thread_id), "metadata": settings_metadata(context)}

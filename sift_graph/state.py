@@ -145,6 +145,12 @@ def merge_usage(left: dict[str, RoleUsage] | None, right: dict[str, RoleUsage] |
     return merged
 
 
+def total_usage(usage: Mapping[str, Mapping[str, Any]] | None) -> RoleUsage:
+    """Every counter of `usage` summed over its roles: what the whole run (or round) spent."""
+    roles = (usage or {}).values()
+    return role_usage(**{name: sum(counter(counts, name) for counts in roles) for name in USAGE_COUNTERS})
+
+
 def usage_since(total: dict[str, RoleUsage], spent: list[dict[str, RoleUsage]]) -> dict[str, RoleUsage]:
     """`total` minus every counter in `spent`: the calls made since those were counted
     (a round's own calls are the run's usage minus the earlier rounds')."""

@@ -13,9 +13,9 @@ from langgraph.checkpoint.memory import InMemorySaver
 
 from sift_graph import SiftContext, build_sift_graph, cli
 from sift_graph.checkpoints import RUN_DURABILITY, open_checkpointer
-from sift_graph.cli.solve import SETTINGS_METADATA_KEY
 from sift_graph.faults import MalformedReplyError, describe_fault, is_transient_fault
 from sift_graph.models.openai_errors import chat_completion_problem
+from sift_graph.runs import SETTINGS_METADATA_KEY
 from sift_graph.testing import QUESTION, ScriptedChatModel, script_for
 
 from fault_server import FaultServer

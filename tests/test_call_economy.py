@@ -13,7 +13,7 @@ import pytest
 from sift_graph import SiftContext, cli
 from sift_graph.cache import RunCache, SqliteCallCache, decode_reply, encode_reply
 from sift_graph.calls import call_model
-from sift_graph.models.openai_compat import load_openai_model
+from sift_graph.models.openai_spec import load_openai_model
 from sift_graph.models.specs import Connection
 from sift_graph.prompts import sticker_prompt
 from sift_graph.testing import (

@@ -54,14 +54,14 @@ def test_the_cache_key_names_the_local_model(embedded):
     """LangChain keys its chat-model cache by this string: another local model, or this
     one at another precision, must never be handed this one's replies."""
     key = embedded._get_llm_string(max_tokens=5)
-    assert embedded.model_id in key and str(embedded.llm.pipeline.model.dtype) in key
+    assert embedded.model_id in key and str(embedded.hf_model.dtype) in key
 
 
 def test_the_default_dtype_is_the_fastest_this_cpu_has(embedded):
     expected = torch.bfloat16 if cpu_has_native_bf16() else torch.float32
-    assert embedded.llm.pipeline.model.dtype == expected
+    assert embedded.hf_model.dtype == expected
     fp32 = resolve_model("default", options=LoadOptions(dtype="float32"))
-    assert fp32 is not embedded and fp32.llm.pipeline.model.dtype == torch.float32
+    assert fp32 is not embedded and fp32.hf_model.dtype == torch.float32
 
 
 async def test_batched_greedy_calls_equal_the_same_calls_alone_in_fp32(gsm8k_question):

@@ -43,7 +43,7 @@ def rows_per_step_since(model: LocalChatModel, since: float) -> list[int]:
 
 
 def test_alone_is_what_transformers_generate_gives(tiny, alone):
-    hf_model, tokenizer = tiny.llm.pipeline.model, tiny.tokenizer
+    hf_model, tokenizer = tiny.hf_model, tiny.tokenizer
     for prompt in PROMPTS[:3]:
         text = tokenizer.apply_chat_template(
             [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False

@@ -32,7 +32,7 @@ def tiny_on_gpu(request, tmp_path_factory):
 
 
 def test_the_model_sits_on_the_gpu_in_the_dtype_asked(request, tiny_on_gpu):
-    hf_model = tiny_on_gpu.llm.pipeline.model
+    hf_model = tiny_on_gpu.hf_model
     assert hf_model.device.type == "cuda"
     bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
     asked_fp32 = request.node.callspec.params["tiny_on_gpu"] == "float32"
@@ -45,7 +45,7 @@ async def test_batched_greedy_calls_equal_the_same_calls_alone_on_the_gpu(tiny_o
     together = await asyncio.gather(*(tiny_on_gpu.ainvoke(asked(prompt), max_tokens=40) for prompt in PROMPTS))
     assert max(rows for _, rows in tiny_on_gpu.scheduler.batch_sizes(since)) > 1
     same = [a.content == b.content for a, b in zip(alone, together, strict=True)]
-    if tiny_on_gpu.llm.pipeline.model.dtype == torch.float32:
+    if tiny_on_gpu.hf_model.dtype == torch.float32:
         assert all(same)
     else:  # bf16 rounds differently at another batch shape: most, not all, replies match
         assert sum(same) >= len(same) // 2

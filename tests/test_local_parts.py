@@ -13,8 +13,8 @@ import torch
 from transformers import TopPLogitsWarper
 
 from sift_graph.models.devices import cpu_flags, cpu_has_native_bf16, dtype_name
-from sift_graph.models.local import wait_for
 from sift_graph.models.sampling import next_tokens, top_p_filter
+from sift_graph.models.token_feed import wait_for
 
 ZEN4 = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n\n"
 SAPPHIRE_RAPIDS = "flags\t\t: fpu avx512f amx_tile amx_bf16 amx_int8\n"
@@ -78,7 +78,7 @@ def test_a_worker_thread_waiting_on_a_request_does_not_keep_the_process_alive():
     """Ctrl-C in the CLI ends the main thread while graph workers wait on requests: they
     cancel them and let the process exit instead of generating to the token limit."""
     script = (
-        "import threading\nfrom concurrent.futures import Future\nfrom sift_graph.models.local import wait_for\n"
+        "import threading\nfrom concurrent.futures import Future\nfrom sift_graph.models.token_feed import wait_for\n"
         "threading.Thread(target=wait_for, args=(Future(),)).start()\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)

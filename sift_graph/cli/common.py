@@ -11,7 +11,6 @@ from typing import Any
 
 from sift_graph.cache import call_store
 from sift_graph.context import SiftContext, setting_specs
-from sift_graph.faults import is_model_fault as is_model_fault  # still public here
 from sift_graph.models.specs import resolve_model
 from sift_graph.partials import partial_store, partials_file
 

@@ -29,8 +29,7 @@ def held_results(store: ResultStore) -> Iterator[None]:
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
         except LockHeld as exc:
-            by = f"pid {exc.holder}" if exc.holder is not None else "another process"
-            raise UsageError(f"results {store.path} are being written by {by}") from exc
+            raise UsageError(f"results {store.path} are being written by {exc.by}") from exc
         yield
 
 

@@ -38,6 +38,7 @@ from sift_graph.cli.eval_server import evaluate_on_server
 from sift_graph.context import SiftContext
 from sift_graph.evaluation.datasets import DatasetError, Question, dataset_names, load_dataset
 from sift_graph.evaluation.results import EvalConfig, ResultStore
+from sift_graph.models.decoding import is_sampled
 
 if TYPE_CHECKING:
     from sift_graph.evaluation.runner import RunOutcome
@@ -105,7 +106,7 @@ def _check_counts(args: argparse.Namespace) -> None:
         if value is not None and value < 1:
             raise UsageError(f"{flag}: expected an integer >= 1, got {value}")
     for flag, value in (("--samples", args.samples), ("--sc", args.sc)):
-        if value is not None and value > 1 and args.temperature <= 0:
+        if value is not None and value > 1 and not is_sampled(args.temperature):
             raise UsageError(f"{flag} > 1 needs --temperature > 0 (greedy runs would all be the same)")
     if args.sc is not None and args.samples > 1:
         raise UsageError("--sc and --samples: self-consistency runs no SIFT to repeat; give one of them")

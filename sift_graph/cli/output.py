@@ -7,15 +7,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from sift_graph.narration import format_event
+from sift_graph.state import total_usage
 
 __all__ = ["format_event", "format_summary"]
 
 
 def format_summary(result: Mapping[str, Any], seconds: float) -> str:
     usage = result.get("usage") or {}
-    calls = sum(counts["calls"] for counts in usage.values())
-    tokens_in = sum(counts["input_tokens"] for counts in usage.values())
-    tokens_out = sum(counts["output_tokens"] for counts in usage.values())
+    total = total_usage(usage)
+    calls, tokens_in, tokens_out = total["calls"], total["input_tokens"], total["output_tokens"]
     if result.get("consensus_round"):
         how = f"consensus in round {result['consensus_round']}"
     elif "direct" in usage:

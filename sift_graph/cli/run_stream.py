@@ -6,15 +6,13 @@ from __future__ import annotations
 from typing import Any, TextIO
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.types import StreamMode
 
-from sift_graph.checkpoints import RUN_DURABILITY
-from sift_graph.cli.common import ModelFault, is_model_fault
+from sift_graph.cli.common import ModelFault
 from sift_graph.cli.output import format_event
 from sift_graph.context import SiftContext
-from sift_graph.faults import describe_fault
-from sift_graph.live import LiveText, stage_text
-from sift_graph.state import output_of
+from sift_graph.faults import describe_fault, is_model_fault
+from sift_graph.live import LiveText, StageText
+from sift_graph.run_items import RunFinished, run_items
 
 
 async def stream_run(
@@ -28,19 +26,15 @@ async def stream_run(
     """Stream one run (a new one, or the rest of an interrupted one) stage by stage;
     `live`: with the text of each stage as it is generated."""
     result: dict[str, Any] = {}
-    modes: list[StreamMode] = ["custom", "values", "messages"] if live else ["custom", "values"]
     text = LiveText()
     try:
-        async for mode, chunk in graph.astream(
-            inputs, config, context=context, stream_mode=modes, durability=RUN_DURABILITY
-        ):
-            if mode == "messages":
-                if (piece := stage_text(*chunk)) is not None:
-                    print(text.add(piece), end="", file=progress, flush=True)
-            elif mode == "custom":
-                print(format_event(chunk), file=progress, flush=True)
+        async for item in run_items(graph, inputs, config, context, live=live):
+            if isinstance(item, StageText):
+                print(text.add(item), end="", file=progress, flush=True)
+            elif isinstance(item, RunFinished):
+                result = item.output
             else:
-                result = output_of(chunk)
+                print(format_event(item), file=progress, flush=True)
     except BrokenPipeError:  # our reader went away (`| head`): no model's fault (exit 141)
         raise
     except Exception as exc:  # a model fault that retries could not fix

@@ -52,8 +52,8 @@ from sift_graph.cli.run_stream import stream_run
 from sift_graph.context import SiftContext
 from sift_graph.locks import LockHeld, run_lock
 from sift_graph.partials import partials_file
-from sift_graph.runs import SETTINGS_METADATA_KEY as SETTINGS_METADATA_KEY  # still public here
-from sift_graph.runs import new_thread_id, settings_metadata, stored_settings_of
+from sift_graph.runs import SETTINGS_METADATA_KEY as SETTINGS_METADATA_KEY  # still public here (tested)
+from sift_graph.runs import new_thread_id, run_config, stored_settings_of, thread_config
 from sift_graph.state import output_of, run_finished, validate_question
 
 PARTIALS_FILE = "partials.sqlite"
@@ -141,8 +141,8 @@ def held_run(setting: str, thread_id: str, resuming: bool) -> Iterator[None]:
         try:
             stack.enter_context(run_lock(setting, thread_id))
         except LockHeld as exc:
-            by = f"pid {exc.holder}" if exc.holder is not None else "another process"
-            raise UsageError(f"run {thread_id} is already being {'resumed' if resuming else 'run'} by {by}") from exc
+            doing = "resumed" if resuming else "run"
+            raise UsageError(f"run {thread_id} is already being {doing} by {exc.by}") from exc
         except OSError as exc:
             raise open_failure(setting, exc) from exc
         yield
@@ -223,7 +223,7 @@ async def solve_run(
     cancel_on_ctrl_c()
     async with opened_checkpoints(setting) as saver:
         graph = build_sift_graph().compile(checkpointer=saver)
-        config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
+        config = thread_config(thread_id)
         with held_run(setting, thread_id, resuming=args.resume is not None):
             finished = False
             if args.resume is not None:
@@ -234,7 +234,7 @@ async def solve_run(
                 open_call_cache(context)
                 question, finished = snapshot.values.get("question", ""), run_finished(snapshot.values)
             assert context is not None
-            config["metadata"] = settings_metadata(context)
+            config = run_config(thread_id, context)
             started = time.monotonic()
             if finished:
                 print("run already finished: nothing to resume", file=progress, flush=True)

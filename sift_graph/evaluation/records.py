@@ -12,7 +12,7 @@ from typing import Any
 
 from sift_graph.answers import Comparator, answers_agree
 from sift_graph.evaluation.datasets import Question
-from sift_graph.state import RoleUsage, RoundRecord, counter
+from sift_graph.state import RoleUsage, RoundRecord, counter, total_usage
 
 PREDICTION_ROLES = ("predict_sticker", "predict_query_sticker")
 STAGE_OF_ROUND_KIND = {"sticker": 1, "forward": 2, "inverse": 3}
@@ -21,19 +21,17 @@ FALLBACK = "fallback"
 
 Cost = dict[str, int]
 """calls, input_tokens, output_tokens."""
+_COST_KEYS = ("calls", "input_tokens", "output_tokens")
 
 
 def empty_cost() -> Cost:
-    return {"calls": 0, "input_tokens": 0, "output_tokens": 0}
+    return dict.fromkeys(_COST_KEYS, 0)
 
 
 def add_usage(cost: Cost, usage: Mapping[str, RoleUsage]) -> Cost:
     """`cost` plus every role's counters in `usage` (a new dict)."""
-    total = dict(cost)
-    for counts in usage.values():
-        for name in ("calls", "input_tokens", "output_tokens"):
-            total[name] += int(counts[name])
-    return total
+    total = total_usage(usage)
+    return {name: cost[name] + counter(total, name) for name in _COST_KEYS}
 
 
 def usage_by_stage(rounds: Sequence[RoundRecord], usage: Mapping[str, RoleUsage]) -> dict[str, Cost]:
@@ -60,9 +58,6 @@ def exit_stage(output: Mapping[str, Any]) -> int | None:
 def method_result(answer: str | None, gold: str, cost: Cost, comparator: Comparator) -> dict[str, Any]:
     """Grade an answer against the gold one, with consensus's own equivalence."""
     return {"answer": answer, "correct": answers_agree(gold, answer, comparator), **cost}
-
-
-_COST_KEYS = ("calls", "input_tokens", "output_tokens")
 
 
 def record_problem(record: Any) -> str | None:
@@ -93,10 +88,10 @@ def record_problem(record: Any) -> str | None:
 def saved_calls(*usages: Mapping[str, RoleUsage] | None) -> dict[str, int]:
     """Calls served without a request: reused within a run (a round repeating the last
     one's calls, the CoT's reply as SIFT's fallback) and found in the call cache."""
-    roles = [counts for usage in usages for counts in (usage or {}).values()]
+    totals = [total_usage(usage) for usage in usages]
     return {
-        "reused": sum(counter(counts, "reused_calls") for counts in roles),
-        "from_cache": sum(counter(counts, "stored_calls") for counts in roles),
+        "reused": sum(counter(total, "reused_calls") for total in totals),
+        "from_cache": sum(counter(total, "stored_calls") for total in totals),
     }
 
 

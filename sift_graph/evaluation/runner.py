@@ -37,6 +37,7 @@ from sift_graph.evaluation.records import build_record, build_sample_record
 from sift_graph.evaluation.results import ResultStore, record_key
 from sift_graph.faults import describe_fault, is_unreachable
 from sift_graph.graph import MODEL_RETRY, build_sift_graph, context_handling, model_node
+from sift_graph.models.decoding import is_sampled
 from sift_graph.state import Prediction, RoleUsage, SiftInput, SiftState
 
 
@@ -77,7 +78,7 @@ class Task:
 def sample_context(context: SiftContext, sample: int) -> SiftContext:
     """The context of sample `sample`: sampled runs get seed SEED + sample (SEED 0 when
     unset), so samples are independent, reproducible, and never share a cached call."""
-    if not context.temperature > 0:
+    if not is_sampled(context.temperature):
         return context
     return dataclasses.replace(context, seed=(context.seed or 0) + sample)
 

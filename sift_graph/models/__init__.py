@@ -5,6 +5,7 @@
 - `local`: local transformers models, whose concurrent calls `scheduler` generates together:
   rows of one `padded_batch` (its cache growing in place, `kv_cache`; prompt prefixes
   reused, `prefix_cache`), each row decoded by its own settings (`sampling`);
+- `decoding`: which calls are sampled (`is_sampled`), the one rule every layer asks;
 - `devices`: the dtype (and device map) a local model loads in;
 - `gguf`: the one-time GGUF conversion cache.
 
@@ -24,6 +25,7 @@ from sift_graph.models.specs import (
     Connection,
     LoadOptions,
     aresolve_model,
+    is_served,
     register_loader,
     resolve_model,
     split_spec,
@@ -33,7 +35,7 @@ from sift_graph.models.specs import (
 _LAZY = {
     "OpenAICompatibleChatModel": "openai_compat",
     "chat_completion_request": "openai_compat",
-    "load_openai_model": "openai_compat",
+    "load_openai_model": "openai_spec",
     "LocalChatModel": "local",
     "default_model_path": "local",
     "load_local_model": "local",
@@ -51,6 +53,7 @@ __all__ = [
     "Connection",
     "LoadOptions",
     "aresolve_model",
+    "is_served",
     "register_loader",
     "resolve_model",
     "split_spec",

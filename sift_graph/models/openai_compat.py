@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar, Literal
@@ -13,7 +12,6 @@ from weakref import WeakKeyDictionary
 
 import openai
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_openai import ChatOpenAI
@@ -21,7 +19,6 @@ from pydantic import PrivateAttr, SecretStr
 
 from sift_graph.faults import MalformedReplyError
 from sift_graph.models.openai_errors import (
-    NO_KEY,
     chat_completion_problem,
     key_kept_out_of_errors,
     openai_errors_mapped,
@@ -38,39 +35,8 @@ from sift_graph.models.openai_stream import (
     usage_of_completion,
     whole_completion,
 )
-from sift_graph.models.specs import Connection, LoadOptions
 from sift_graph.models.streaming import aresult_of_stream, continued_chunk, result_of_stream, text_chunk, usage
 from sift_graph.partials import Continuation, current_partial
-
-
-def load_spec_target(model_name: str, connection: Connection, options: LoadOptions | None = None) -> BaseChatModel:
-    """The `openai:<model_name>` spec (load options are the server's business)."""
-    return load_openai_model(model_name, connection)
-
-
-def load_openai_model(model_name: str, connection: Connection) -> BaseChatModel:
-    """A chat model behind an OpenAI-compatible server.
-
-    The client's own retries are off (`max_retries=0`): the graph's RetryPolicy retries
-    transient faults, and two retry layers would multiply each other.
-    """
-    base_url = connection.base_url or os.environ.get("OPENAI_BASE_URL") or None
-    api_key = connection.api_key or os.environ.get("OPENAI_API_KEY") or None
-    if base_url is None and api_key is None:
-        raise ValueError(
-            "api_key: OpenAI itself needs an API key (--api-key or $OPENAI_API_KEY); "
-            "for a local server give its base_url"
-        )
-    return OpenAICompatibleChatModel(
-        model=model_name,
-        base_url=base_url,
-        api_key=SecretStr(api_key or NO_KEY),
-        timeout=connection.timeout,
-        max_retries=0,
-        # The official API has renamed the limit; servers such as llama.cpp's only know the old name.
-        token_limit_param="max_completion_tokens" if base_url is None else "max_tokens",
-    )
-
 
 _Events = openai.Stream[dict[str, Any]]
 _AsyncEvents = openai.AsyncStream[dict[str, Any]]

@@ -10,6 +10,8 @@ from typing import Any
 
 import openai
 
+from sift_graph.faults import redact
+
 NO_KEY = "no-key"  # local servers ignore the key, but the client insists on one
 # langchain-openai's own mappers of SDK errors to its error types (context overflow,
 # auth, rate limit, ...). They are private to it, so they are looked up, not imported:
@@ -85,7 +87,7 @@ def openai_errors_mapped() -> Iterator[None]:
 
 def _redacted(value: Any, secret: str) -> Any:
     if isinstance(value, str):
-        return value.replace(secret, "[redacted]")
+        return redact(value, (secret,))
     if isinstance(value, dict):
         return {key: _redacted(item, secret) for key, item in value.items()}
     return value

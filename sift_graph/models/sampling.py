@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 import torch
 
+from sift_graph.models.decoding import is_sampled
+
 Decoding = tuple[float, float | None]
 """(temperature, top_p): temperature 0 is greedy; top_p None (or 1) keeps every token."""
 
@@ -39,7 +41,7 @@ def next_tokens(
     tokens = logits.argmax(dim=-1)
     groups: dict[Decoding, list[int]] = defaultdict(list)
     for row, (temperature, top_p) in enumerate(decodings):
-        if temperature > 0:
+        if is_sampled(temperature):
             groups[(temperature, top_p)].append(row)
     for (temperature, top_p), rows in groups.items():
         index = torch.tensor(rows, dtype=torch.long, device=logits.device)

@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import torch
 
+from sift_graph.models.decoding import is_sampled
 from sift_graph.models.padded_batch import PaddedBatch, decode, keep_rows, merge, prefill, row_states
 from sift_graph.models.prefix_cache import PrefixCache
 from sift_graph.models.sampling import Decoding, next_tokens
@@ -70,7 +71,7 @@ class GenerationRequest:
 
     def own_generator(self, device: torch.device) -> torch.Generator | None:
         """The generator a seeded sampled call draws from (made on first use, on `device`)."""
-        if self.generator is None and self.seed is not None and self.temperature > 0:
+        if self.generator is None and self.seed is not None and is_sampled(self.temperature):
             self.generator = torch.Generator(device=device).manual_seed(self.seed)
         return self.generator
 

@@ -33,7 +33,10 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 
 DEFAULT_MODEL_SPEC = "default"
+DEFAULT_REQUEST_TIMEOUT_S = 120.0
+"""Seconds one request to a served model may take (`SiftContext.request_timeout`)."""
 SERVED_PREFIX = "openai:"
+"""The built-in served prefix. Ask `is_served(spec)`, which knows registered loaders too."""
 
 Loader = Callable[[str, "Connection", "LoadOptions"], BaseChatModel]
 """`loader(target, connection, options)`: the model a spec names; `target` is what follows
@@ -43,11 +46,14 @@ the prefix. A served model's loader reads the connection, a local one the load o
 LOADERS: dict[str, str] = {
     DEFAULT_MODEL_SPEC: "sift_graph.models.local:load_default_model",
     "hf": "sift_graph.models.local:load_spec_target",
-    "openai": "sift_graph.models.openai_compat:load_spec_target",
+    "openai": "sift_graph.models.openai_spec:load_spec_target",
     "scripted": "sift_graph.testing:load_spec_target",
 }
 # Prefixes whose target is a file we must find before anything loads.
 _FILE_TARGETS = {"scripted"}
+# Prefix -> whether its loader reaches a server (reads the connection, never the load
+# options); None for a loader registered without saying: it may read either.
+_SERVED: dict[str, bool | None] = {DEFAULT_MODEL_SPEC: False, "hf": False, "openai": True, "scripted": False}
 
 
 @dataclass(frozen=True)
@@ -56,7 +62,7 @@ class Connection:
 
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
-    timeout: float = 120.0
+    timeout: float = DEFAULT_REQUEST_TIMEOUT_S
 
     def cache_key(self) -> tuple[Any, ...]:
         # A digest, so that the cache's keys do not hold the secret itself.
@@ -104,12 +110,27 @@ def validate_model_spec(spec: str) -> None:
         raise ValueError(f"model: no such file or folder {target!r} (from spec {spec!r})")
 
 
-def register_loader(prefix: str, loader: str) -> None:
-    """Teach specs a new prefix: `register_loader("vllm", "mypkg.models:load")` makes
-    `vllm:<target>` resolve through `mypkg.models.load(target, connection, options)`."""
+def register_loader(prefix: str, loader: str, *, served: bool | None = None) -> None:
+    """Teach specs a new prefix: `register_loader("vllm", "mypkg.models:load", served=True)`
+    makes `vllm:<target>` resolve through `mypkg.models.load(target, connection, options)`.
+    `served`: True if the loader reaches a server (one model per connection, no dtype),
+    False if it loads locally (one per load options); unsaid, it is kept per both."""
     if not prefix or ":" in prefix or prefix == DEFAULT_MODEL_SPEC:
         raise ValueError(f"prefix: expected a word without ':', got {prefix!r}")
     LOADERS[prefix] = loader
+    _SERVED[prefix] = served
+
+
+def _served(spec: str) -> bool | None:
+    """Whether the loader of `spec` reaches a server; None where its registration did not say."""
+    prefix = DEFAULT_MODEL_SPEC if spec == DEFAULT_MODEL_SPEC else spec.partition(":")[0]
+    return _SERVED.get(prefix)
+
+
+def is_served(model: object) -> bool:
+    """Whether `model` is a spec of a served model: loaded per connection, never with load
+    options (a dtype does nothing to it). An instance is not a spec: False."""
+    return isinstance(model, str) and _served(model) is True
 
 
 def _loader(prefix: str) -> Loader:
@@ -140,10 +161,12 @@ def _kept(key: tuple[Any, ...]) -> BaseChatModel | None:
 
 def _cache_key(spec: str, connection: Connection | None, options: LoadOptions | None) -> tuple[Any, ...]:
     # A served model depends on its connection only, a local one on its load options only:
-    # one load serves every run that loads it the same way.
-    if spec.startswith(SERVED_PREFIX):
-        return (spec, *(connection or Connection()).cache_key())
-    return (spec, *(options or LoadOptions()).cache_key())
+    # one load serves every run that loads it the same way. A loader that did not say which
+    # it reads is kept per both, so two servers never share a client.
+    served = _served(spec)
+    reached = (connection or Connection()).cache_key() if served is not False else ()
+    loaded = (options or LoadOptions()).cache_key() if served is not True else ()
+    return (spec, *reached, *loaded)
 
 
 def resolve_model(

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from sift_graph.faults import describe_fault, is_model_fault
+from sift_graph.faults import redact as redact  # its home before the models needed it too
 
 RETRY_AFTER_S = 1
 """What a 429 asks a client to wait: runs take seconds, and a slot frees when any ends."""
@@ -74,13 +75,6 @@ def busy_error(exc: ServerBusy) -> ApiError:
         code="rate_limit_exceeded",
         headers={"Retry-After": str(RETRY_AFTER_S)},
     )
-
-
-def redact(text: str, secrets: Iterable[str | None]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[redacted]")
-    return text
 
 
 def _upstream_status(exc: BaseException) -> int | None:

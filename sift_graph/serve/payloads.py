@@ -20,7 +20,7 @@ from typing import Any
 
 from sift_graph.events import StageEvent
 from sift_graph.serve.settings import MODEL_ID
-from sift_graph.state import RoleUsage
+from sift_graph.state import RoleUsage, total_usage
 
 DONE = "data: [DONE]\n\n"
 """The last server-sent event of a stream."""
@@ -45,8 +45,8 @@ def _envelope(kind: str, stamp: Stamp) -> dict[str, Any]:
 
 def usage_payload(usage: Mapping[str, RoleUsage]) -> dict[str, int]:
     """OpenAI's `usage`: input and output tokens summed over every call of the run."""
-    prompt = sum(role["input_tokens"] for role in usage.values())
-    completion = sum(role["output_tokens"] for role in usage.values())
+    total = total_usage(usage)
+    prompt, completion = total["input_tokens"], total["output_tokens"]
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 

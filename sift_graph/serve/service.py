@@ -1,9 +1,9 @@
 """The runs behind the HTTP routes: each request's SIFT run in its own task, at most
 `max_concurrency` at once, checkpointed under its own thread.
 
-A run's task streams the graph (`astream`, so its two predictions are two concurrent
-requests) and queues each stage's tokens as they are generated and each stage event as
-it happens, then the output. The request
+A run's task streams the graph (`run_items`, the loop `sift solve` shares; its two
+predictions are two concurrent requests) and queues each stage's tokens as they are
+generated and each stage event as it happens, then the output. The request
 handler reads that queue; cancelling the task (the client hung up) cancels the model
 calls in flight, and the finished steps stay in the checkpoint store, so
 `sift solve --resume THREAD` can finish the run.
@@ -15,35 +15,23 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import StreamMode
 
-from sift_graph.checkpoints import RUN_DURABILITY
 from sift_graph.context import SiftContext
 from sift_graph.events import StageEvent
 from sift_graph.graph import build_sift_graph
-from sift_graph.live import StageText, stage_text
+from sift_graph.live import StageText
 from sift_graph.locks import run_lock
+from sift_graph.run_items import RunFinished as RunFinished  # public here before solve shared it
+from sift_graph.run_items import RunItem as RunItem
+from sift_graph.run_items import run_items
 from sift_graph.runs import new_thread_id, run_config
 from sift_graph.serve.errors import RunCancelled, ServerBusy
 from sift_graph.serve.settings import ServeSettings
 from sift_graph.serve.store import open_store
-from sift_graph.state import output_of
-
-_STREAM_MODES: list[StreamMode] = ["custom", "values", "messages"]
-
-
-@dataclass(frozen=True)
-class RunFinished:
-    output: dict[str, Any]
-    """The run's `SiftOutput`."""
-
-
-RunItem = StageEvent | StageText | RunFinished
 
 
 @contextlib.asynccontextmanager
@@ -70,32 +58,23 @@ class Run:
     """One request's SIFT run, going on in its own task: stage events, then the output."""
 
     def __init__(
-        self, thread_id: str, stream: AsyncIterator[Any], lock: AbstractContextManager[Any] | None = None
+        self, thread_id: str, items: AsyncIterator[RunItem], lock: AbstractContextManager[Any] | None = None
     ) -> None:
         self.thread_id = thread_id
         self._items: asyncio.Queue[RunItem | BaseException] = asyncio.Queue()
-        produce = self._produce(stream, lock or contextlib.nullcontext())
+        produce = self._produce(items, lock or contextlib.nullcontext())
         self.task = asyncio.get_running_loop().create_task(produce, name=f"sift-run-{thread_id}")
 
-    async def _produce(self, stream: AsyncIterator[Any], lock: AbstractContextManager[Any]) -> None:
-        output: dict[str, Any] = {}
+    async def _produce(self, items: AsyncIterator[RunItem], lock: AbstractContextManager[Any]) -> None:
         try:
             async with held_off_the_loop(lock):
-                async for mode, chunk in stream:  # (mode, chunk) pairs: stream_mode is a list
-                    if mode == "custom":
-                        self._items.put_nowait(chunk)
-                    elif mode == "messages":  # a stage's tokens as they are generated
-                        if (text := stage_text(*chunk)) is not None:
-                            self._items.put_nowait(text)
-                    else:
-                        output = output_of(chunk)
+                async for item in items:  # `run_items`: stage events and texts, then the output
+                    self._items.put_nowait(item)
         except asyncio.CancelledError:
             self._items.put_nowait(RunCancelled(f"run {self.thread_id} was cancelled"))
             raise
         except Exception as exc:  # the reader raises it where it can answer for it
             self._items.put_nowait(exc)
-        else:
-            self._items.put_nowait(RunFinished(output))
 
     async def next(self) -> RunItem:
         """The next stage text or event, or the output at the end; the run's error if it failed."""
@@ -163,13 +142,7 @@ class SiftService:
         if self.active >= self.settings.max_concurrency:
             raise ServerBusy(self.settings.max_concurrency)
         thread_id = new_thread_id()
-        stream = self._graph.astream(
-            {"question": question},
-            run_config(thread_id, context),
-            context=context,
-            stream_mode=_STREAM_MODES,
-            durability=RUN_DURABILITY,
-        )
+        stream = run_items(self._graph, {"question": question}, run_config(thread_id, context), context, live=True)
         # The run's lock, as `sift solve` takes it: no `--resume` of this thread meanwhile.
         run = Run(thread_id, stream, run_lock(self.settings.checkpoints, thread_id))
         self._runs.add(run.task)

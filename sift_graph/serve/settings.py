@@ -22,9 +22,7 @@ from langgraph.types import RetryPolicy
 
 from sift_graph.checkpoints import CHECKPOINTS_ENV, DEFAULT_CHECKPOINTS, checkpoint_kind, default_checkpoints
 from sift_graph.context import SiftContext
-from sift_graph.deployment import ENV_PREFIX as ENV_PREFIX  # still public here
 from sift_graph.deployment import Deployment, RunLimits, deployment_from_env, parse_env_value
-from sift_graph.deployment import env_name as env_name  # still public here
 from sift_graph.graph import MODEL_RETRY
 
 MODEL_ID = "sift"

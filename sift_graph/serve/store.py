@@ -17,7 +17,6 @@ import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig
@@ -31,6 +30,7 @@ from sift_graph.checkpoints import (
     describe_checkpoints,
     sqlite_file,
 )
+from sift_graph.sqlite_files import with_folder
 
 T = TypeVar("T")
 MEMORY_THREADS = 1000
@@ -86,9 +86,7 @@ async def _bounded_memory(setting: str) -> AsyncIterator[BaseCheckpointSaver[Any
 
 @contextlib.asynccontextmanager
 async def _threaded_sqlite(setting: str) -> AsyncIterator[BaseCheckpointSaver[str]]:
-    path = sqlite_file(setting)
-    if path != ":memory:":
-        await asyncio.to_thread(Path(path).parent.mkdir, parents=True, exist_ok=True)
+    path = await asyncio.to_thread(with_folder, sqlite_file(setting))
     opened = ThreadedSqliteSaver.open(path)
     saver = await asyncio.to_thread(opened.__enter__)
     try:

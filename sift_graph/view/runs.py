@@ -18,7 +18,6 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.pregel import Pregel
@@ -34,6 +33,7 @@ from sift_graph.checkpoints import (
 )
 from sift_graph.evaluation.records import round_detail
 from sift_graph.graph import build_sift_graph
+from sift_graph.runs import thread_config
 from sift_graph.state import run_finished
 
 THREAD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
@@ -116,10 +116,6 @@ def valid_thread_id(thread_id: str) -> bool:
     return THREAD_ID.fullmatch(thread_id) is not None
 
 
-def _config(thread_id: str) -> RunnableConfig:
-    return {"configurable": {"thread_id": thread_id}}
-
-
 async def threads(saver: BaseCheckpointSaver[str]) -> list[dict[str, Any]]:
     """The newest threads first (at most MAX_THREADS), each with its latest step."""
     found: dict[str, dict[str, Any]] = {}
@@ -147,7 +143,7 @@ async def run_page(graph: Pregel[Any, Any, Any, Any], thread_id: str) -> dict[st
     """A run's question, rounds (as `round_detail` keeps them, with their calls), answer
     and state; None if the store has no such thread."""
     with reading(f"thread {thread_id!r}"):
-        snapshot = await graph.aget_state(_config(thread_id))
+        snapshot = await graph.aget_state(thread_config(thread_id))
     if not snapshot.created_at:
         return None
     values = snapshot.values or {}
@@ -172,7 +168,7 @@ async def run_page(graph: Pregel[Any, Any, Any, Any], thread_id: str) -> dict[st
 async def latest_checkpoint(graph: Pregel[Any, Any, Any, Any], thread_id: str) -> str | None:
     """The id of the run's newest checkpoint: what a live page polls for."""
     with reading(f"thread {thread_id!r}"):
-        snapshot = await graph.aget_state(_config(thread_id))
+        snapshot = await graph.aget_state(thread_config(thread_id))
     return snapshot.config.get("configurable", {}).get("checkpoint_id") if snapshot.created_at else None
 
 
@@ -181,7 +177,7 @@ async def history(graph: Pregel[Any, Any, Any, Any], thread_id: str) -> list[dic
     the nodes that ran from it and what each wrote."""
     steps = []
     with reading(f"the history of thread {thread_id!r}"):
-        async for snapshot in graph.aget_state_history(_config(thread_id), limit=MAX_HISTORY):
+        async for snapshot in graph.aget_state_history(thread_config(thread_id), limit=MAX_HISTORY):
             steps.append(history_step(snapshot))
     steps.reverse()
     for earlier, later in pairwise(steps):
