@@ -204,13 +204,17 @@ def test_a_result_set_held_by_another_process_is_refused(tmp_path, monkeypatch, 
     argv = ["eval", "--dataset", str(sample), "--limit", "2", "--model", "default", "--out", str(out)]
     assert cli.main(argv) == 0
     capsys.readouterr()
+    # The two questions' scripted stickers are the same text, so their sticker-only calls are
+    # one call: made once or twice by timing (the call cache serves whichever comes second).
+    made = len(model.calls)
+    assert 7 <= made <= 2 * 4
     store = ResultStore(out, "gsm8k_sample", EvalConfig.from_context(SiftContext()))
 
     with store.held():  # another process writing the same result set
         assert cli.main([*argv[:3], "--limit", "3", *argv[5:]]) == cli.EXIT_USAGE
     expected = f"sift: error: results {store.path} are being written by pid {os.getpid()}"
     assert capsys.readouterr().err.strip() == expected
-    assert len(model.calls) == 2 * 4  # the first run's 2 questions (3 SIFT calls + 1 CoT each), no more
+    assert len(model.calls) == made  # the refused run made no call
 
 
 # --- stored runs grow linearly --------------------------------------------------------------
