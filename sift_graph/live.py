@@ -48,6 +48,7 @@ class LiveText:
     live: StageKey | None = None
     _waiting: dict[StageKey, list[str]] = field(default_factory=dict)
     _ended: set[StageKey] = field(default_factory=set)
+    _lines: list[str] = field(default_factory=list)
 
     def add(self, piece: StageText) -> str:
         if piece.key in self._ended:
@@ -66,6 +67,18 @@ class LiveText:
                 out += self._next_stages()
         return out
 
+    def line(self, text: str) -> str:
+        """A whole line (a stage's event) to send: at once between stages; while a stage is
+        being written it waits for that stage's end, so it never lands inside its text."""
+        self._lines.append(text + "\n")
+        return self.flush() if self.live is None else ""
+
+    def flush(self) -> str:
+        """The lines that waited (at a stage's end, or when the run ends)."""
+        out = "".join(self._lines)
+        self._lines.clear()
+        return out
+
     def _next_stages(self) -> str:
         """The live stage ended: the waiting ones go out; the first still going goes live."""
         self.live, out = None, "\n"
@@ -75,7 +88,7 @@ class LiveText:
                 self.live = key
                 break
             out += "\n"
-        return out
+        return out if self.live is not None else out + self.flush()
 
     @staticmethod
     def _heading(key: StageKey) -> str:

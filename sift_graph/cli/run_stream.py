@@ -33,8 +33,9 @@ async def stream_run(
                 print(text.add(item), end="", file=progress, flush=True)
             elif isinstance(item, RunFinished):
                 result = item.output
+                print(text.flush(), end="", file=progress, flush=True)
             else:
-                print(format_event(item), file=progress, flush=True)
+                print(text.line(format_event(item)), end="", file=progress, flush=True)
     except BrokenPipeError:  # our reader went away (`| head`): no model's fault (exit 141)
         raise
     except Exception as exc:  # a model fault that retries could not fix

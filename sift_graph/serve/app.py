@@ -177,10 +177,12 @@ class OpenAIRoutes:
                     reasoning = live.add(item)
                 else:
                     events.append(item)
-                    reasoning = format_event(item) + "\n"
+                    reasoning = live.line(format_event(item))
                 if reasoning:
                     yield sse(chunk_payload({"reasoning_content": reasoning}, stamp))
                 item = await run.next()
+            if rest := live.flush():
+                yield sse(chunk_payload({"reasoning_content": rest}, stamp))
             output = item.output
             yield sse(chunk_payload({"content": output.get("response") or ""}, stamp))
             extension = sift_extension(output, run.thread_id)
