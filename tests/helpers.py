@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 from langgraph.types import RetryPolicy, StateSnapshot
@@ -72,15 +72,19 @@ def flatten(script: dict[str, Any]) -> dict[str, str]:
 
 
 def postgres_url() -> str:
-    """The test PostgreSQL server's URL (scripts/test starts one), else skip the test:
-    fail it in CI (CI=true), where a skip would pass for a tested PostgreSQL path."""
+    """The test PostgreSQL server's URL (scripts/test starts one), else `unavailable`."""
     url = os.environ.get(POSTGRES_URL_ENV)
     if not url:
-        missing = f"no PostgreSQL server: set {POSTGRES_URL_ENV} (scripts/test does)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(missing)
-        pytest.skip(missing)
+        unavailable(f"no PostgreSQL server: set {POSTGRES_URL_ENV} (scripts/test does)")
     return url
+
+
+def unavailable(missing: str) -> NoReturn:
+    """A real part a test needs is missing: skip it on a developer's machine, fail it in CI
+    (CI=true, which .ci/run sets), where a skip would pass for a tested path."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(missing)
+    pytest.skip(missing)
 
 
 def unsaved_tasks(snapshot: StateSnapshot) -> int:

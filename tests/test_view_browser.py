@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +21,7 @@ from sift_graph.checkpoints import SqliteFileSaver
 from sift_graph.graph import build_sift_graph
 from sift_graph.testing import QUESTION, ScriptedChatModel
 
-from helpers import EVERY_STAGE, ROOT, free_port, wait_until, write_toy_result_sets
+from helpers import EVERY_STAGE, ROOT, answers, free_port, unavailable, wait_until, write_toy_result_sets
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -41,22 +40,10 @@ pytestmark = pytest.mark.slow
 
 
 def chromium() -> str:
-    """Debian's Chromium, else skip the test: fail it in CI (CI=true, .ci/run installs
-    it), where a skip would pass for a tested viewer."""
+    """Debian's Chromium (.ci/run installs it), else the test cannot run (`unavailable`)."""
     if not os.path.exists(CHROMIUM):
-        missing = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(missing)
-        pytest.skip(missing)
+        unavailable(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     return CHROMIUM
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2):
-            return True
-    except OSError:
-        return False
 
 
 @contextmanager
@@ -71,7 +58,7 @@ def sift_view(*args: str, log: Path) -> Iterator[str]:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: _answers(url + "/") or process.poll() is not None, "sift view to listen", 60)
+        wait_until(lambda: answers(url + "/") or process.poll() is not None, "sift view to listen", 60)
         assert process.poll() is None, f"sift view exited: {log.read_text()}"
         yield url
     finally:
