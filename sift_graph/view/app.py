@@ -74,7 +74,9 @@ class ViewPages:
         self.results = results
         self.saver = saver
         self.templates = template_environment()
-        self._graphs: dict[int, Any] = {}
+        self._reader: tuple[BaseCheckpointSaver[str], Any] | None = None
+        """The reading graph over the saver it was built for (one store at a time: a new
+        saver, as after a server restart, replaces it rather than joining it)."""
 
     def render(self, request: Request, template: str, status: int = 200, **data: Any) -> HTMLResponse:
         base = request.scope.get("root_path", "")
@@ -98,10 +100,9 @@ class ViewPages:
         saver = self.saver() if self.saver else None
         if saver is None:
             raise PageError(404, "this server shows no checkpoint store")
-        graph = self._graphs.get(id(saver))
-        if graph is None:
-            graph = self._graphs[id(saver)] = runs.reader_graph(saver)
-        return graph
+        if self._reader is None or self._reader[0] is not saver:
+            self._reader = (saver, runs.reader_graph(saver))
+        return self._reader[1]
 
     def _thread(self, request: Request) -> str:
         thread_id = request.path_params["thread_id"]
