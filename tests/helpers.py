@@ -231,22 +231,25 @@ def serving(app: Any) -> Iterator[str]:
 
 
 @contextmanager
-def sift_serve(*args: str, log: os.PathLike[str], env: dict[str, str] | None = None) -> Iterator[tuple[str, Any]]:
-    """`sift serve ARGS` in its own process on a free loopback port, its output in `log`;
-    yields (OpenAI base URL, process). Stopped with Ctrl-C (SIGINT) at the end."""
+def sift_process(
+    command: str, *args: str, log: os.PathLike[str], ready: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, Any]]:
+    """`sift COMMAND ARGS` (a server: serve, view) in its own process on a free loopback
+    port, its output in `log`; yields (its root URL, process) once `ready` (a path) answers.
+    Stopped with Ctrl-C (SIGINT) at the end."""
     port = free_port()
     with open(log, "w") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "sift_graph.cli", "serve", "--port", str(port), *args],
+            [sys.executable, "-m", "sift_graph.cli", command, "--port", str(port), *args],
             stdout=log_file,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
         )
-    url = f"http://127.0.0.1:{port}/v1"
+    url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: answers(f"{url}/models") or process.poll() is not None, "sift serve to listen", 60)
+        wait_until(lambda: answers(url + ready) or process.poll() is not None, f"sift {command} to listen", 60)
         if process.poll() is not None:
-            raise RuntimeError(f"sift serve exited with {process.returncode}")
+            raise RuntimeError(f"sift {command} exited with {process.returncode}: {Path(log).read_text()[-2000:]}")
         yield url, process
     finally:
         if process.poll() is None:
@@ -256,6 +259,13 @@ def sift_serve(*args: str, log: os.PathLike[str], env: dict[str, str] | None = N
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextmanager
+def sift_serve(*args: str, log: os.PathLike[str], env: dict[str, str] | None = None) -> Iterator[tuple[str, Any]]:
+    """`sift serve ARGS` (`sift_process`); yields (OpenAI base URL, process)."""
+    with sift_process("serve", *args, log=log, ready="/v1/models", env=env) as (url, process):
+        yield f"{url}/v1", process
 
 
 @contextmanager

@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +18,7 @@ from sift_graph.checkpoints import SqliteFileSaver
 from sift_graph.graph import build_sift_graph
 from sift_graph.testing import QUESTION, ScriptedChatModel
 
-from helpers import EVERY_STAGE, ROOT, answers, free_port, unavailable, wait_until, write_toy_result_sets
+from helpers import EVERY_STAGE, ROOT, sift_process, unavailable, write_toy_result_sets
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -49,26 +46,8 @@ def chromium() -> str:
 @contextmanager
 def sift_view(*args: str, log: Path) -> Iterator[str]:
     """`sift view ARGS` in its own process on a free loopback port; yields its URL."""
-    port = free_port()
-    with open(log, "w") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "sift_graph.cli", "view", "--port", str(port), *args],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: answers(url + "/") or process.poll() is not None, "sift view to listen", 60)
-        assert process.poll() is None, f"sift view exited: {log.read_text()}"
+    with sift_process("view", *args, log=log, ready="/") as (url, _):
         yield url
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture
