@@ -8,10 +8,15 @@ A setting is one of:
 - anything else: a SQLite file path (``sqlite:///`` prefix optional), created with its
   folder on first use. The CLI's default is :data:`DEFAULT_CHECKPOINTS`.
 
-Both a sync and an async opener are given because LangGraph's PostgreSQL saver comes in
-one flavour each: ``graph.invoke`` needs the sync saver and ``graph.ainvoke`` the async
-one. The in-memory saver and :class:`SqliteFileSaver` serve both. The tables are created
-(``setup()``) on open, so a fresh file or an empty database just works.
+Both a sync and an async opener are given because LangGraph's savers come in one flavour
+each: ``graph.invoke`` needs a sync saver and ``graph.ainvoke`` an async one. The in-memory
+saver serves both. SQLite is LangGraph's ``SqliteSaver`` for ``invoke``, and for
+``ainvoke`` :class:`SqliteFileSaver`, the same saver with its async methods done in place
+(measured faster than LangGraph's ``AsyncSqliteSaver`` for one run per process; see the
+class). A server, whose event loop serves everyone, gets ``AsyncSqliteSaver`` itself
+(:func:`aopen_sqlite_saver`). Every SQLite opener refuses another program's database and
+commits without an fsync (:func:`open_sqlite_saver`). The tables are created (``setup()``)
+on open, so a fresh file or an empty database just works.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig
@@ -40,6 +46,7 @@ from sift_graph.sqlite_files import sqlite_file as sqlite_file  # public here si
 
 if TYPE_CHECKING:
     import psycopg
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 T = TypeVar("T")
 
@@ -123,40 +130,107 @@ def foreign_store_problem(connection: sqlite3.Connection) -> str | None:
     return None
 
 
+S = TypeVar("S", bound=SqliteSaver)
+
+
+def _read_only_uri(path: str) -> str:
+    """`path` opened read-only: fails on a missing file instead of creating it."""
+    return f"{Path(path).resolve().as_uri()}?mode=ro"
+
+
+def _connect(path: str, *, read_only: bool = False) -> sqlite3.Connection:
+    """A connection to a checkpoint file, refused (sqlite3.DatabaseError) before anything
+    is written when the file is another program's database; a writer's commits skip the
+    fsync (synchronous is a setting of each connection, not of the file)."""
+    if read_only:
+        connection = sqlite3.connect(_read_only_uri(path), uri=True, check_same_thread=False)
+    else:
+        # autocommit off (Python's default): the saver commits each write itself
+        connection = sqlite3.connect(path, check_same_thread=False)
+    try:
+        if problem := foreign_store_problem(connection):
+            raise sqlite3.DatabaseError(f"not a SIFT checkpoint store: {problem}")
+        if not read_only:
+            connection.execute(_SQLITE_SYNCHRONOUS)
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+@contextmanager
+def open_sqlite_saver(path: str, saver_class: type[S]) -> Iterator[S]:
+    """`saver_class` (LangGraph's `SqliteSaver`, or :class:`SqliteFileSaver`) on `path`:
+    another program's database refused, tables created, commits without the fsync;
+    closed on exit."""
+    saver = saver_class(_connect(path))
+    try:
+        saver.setup()
+        yield saver
+    finally:
+        # Under the saver's lock: a write a cancelled run left going in a worker thread
+        # ends before the connection closes under it, which crashes.
+        with saver.lock:
+            saver.conn.close()
+
+
+@asynccontextmanager
+async def aopen_sqlite_saver(path: str, *, read_only: bool = False) -> AsyncIterator[AsyncSqliteSaver]:
+    """LangGraph's `AsyncSqliteSaver` on `path`, opened as :func:`open_sqlite_saver` opens
+    its saver (`read_only`: the file must exist, and nothing is written to it).
+
+    Every statement goes through aiosqlite's worker thread, so the event loop never waits
+    on the disk: what a server needs. For one run per process :class:`SqliteFileSaver`
+    is faster."""
+    import aiosqlite
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    # Checked (and, for a writer, set up) over a plain connection in a worker thread first.
+    await asyncio.to_thread(_prepare, path, read_only)
+    async with aiosqlite.connect(_read_only_uri(path) if read_only else path, uri=read_only) as connection:
+        saver = AsyncSqliteSaver(connection)
+        if read_only:
+            saver.is_setup = True  # the tables are there (checked); setup() would write
+        else:
+            await connection.execute(_SQLITE_SYNCHRONOUS)
+            await saver.setup()
+        yield saver
+
+
+def _prepare(path: str, read_only: bool) -> None:
+    if read_only:
+        _connect(path, read_only=True).close()
+    else:
+        with open_sqlite_saver(path, SqliteSaver):
+            pass
+
+
 class SqliteFileSaver(SqliteSaver):
     """LangGraph's `SqliteSaver` (same tables, same file format) that also serves
     `ainvoke`: its async methods run the sync ones in place.
 
     LangGraph's `AsyncSqliteSaver` sends every statement, fetch and commit through
-    aiosqlite's worker thread, each a round trip between threads: about ten per model
-    call under durability="sync", over 1 ms in all, more than SQLite's own work. A
-    write here is a few hundred microseconds of local I/O (WAL mode, no fsync on
-    commit), done on the event loop like the serialization around it. One connection
-    serves both faces; the saver's lock keeps them apart.
+    aiosqlite's worker thread, each a round trip between threads: 3-4 per saver call,
+    28 saver calls per cascade question under durability="sync". Measured on the async
+    path (`benchmarks/overhead.py`, cascade, four interleaved runs on one shared core,
+    ms per model call over the plain cascade, with the in-memory saver beside it):
+    this saver +1.04 ms (CPU) / +1.81 ms over the LangGraph floor (wall), AsyncSqliteSaver
+    +1.52 / +3.33, memory +0.78 / +0.79. A write here is a few tens of microseconds of
+    local I/O (WAL, no fsync on commit), done on the event loop like the serialization
+    around it: right for one run per process (`sift solve`, evaluations), not for a
+    server's event loop (:func:`aopen_sqlite_saver`). One connection serves both faces;
+    the saver's lock keeps them apart.
     """
 
     @classmethod
     @contextmanager
     def open(cls, path: str) -> Iterator[SqliteFileSaver]:
         """The saver on `path`, tables created and commits set to skip the fsync."""
-        # autocommit off (Python's default): the saver commits each write itself
-        connection = sqlite3.connect(path, check_same_thread=False)
-        saver = cls(connection)
-        try:
-            if problem := foreign_store_problem(connection):
-                raise sqlite3.DatabaseError(f"not a SIFT checkpoint store: {problem}")
-            saver.setup()
-            connection.execute(_SQLITE_SYNCHRONOUS)
+        with open_sqlite_saver(path, cls) as saver:
             yield saver
-        finally:
-            # Under the saver's lock: a write a cancelled run left going in a worker thread
-            # (a server's saver) ends before the connection closes under it, which crashes.
-            with saver.lock:
-                connection.close()
 
     async def _call(self, work: Callable[[], T]) -> T:
-        """Where the async methods do their work: in place (see above). A saver for a
-        server, whose event loop serves others too, runs it in a worker thread instead."""
+        """Where the async methods do their work: in place (see above)."""
         return work()
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
@@ -233,13 +307,13 @@ def _setup_postgres(setting: str) -> None:
 
 
 @contextmanager
-def _open_local_saver(kind: str, setting: str) -> Iterator[BaseCheckpointSaver[str]]:
-    """The in-memory or SQLite saver: each serves `invoke` and `ainvoke` alike, so both
-    openers share it (only PostgreSQL has a sync and an async saver)."""
+def _open_local_saver(kind: str, setting: str, sqlite_class: type[SqliteSaver]) -> Iterator[BaseCheckpointSaver[str]]:
+    """The in-memory saver (it serves `invoke` and `ainvoke` alike) or `sqlite_class` on
+    the setting's file, its folder created."""
     if kind == "memory":
         yield InMemorySaver()
     else:
-        with SqliteFileSaver.open(with_folder(sqlite_file(setting))) as saver:
+        with open_sqlite_saver(with_folder(sqlite_file(setting)), sqlite_class) as saver:
             yield saver
 
 
@@ -248,7 +322,7 @@ def open_checkpointer(setting: str) -> Iterator[BaseCheckpointSaver[str]]:
     """A ready saver for ``graph.invoke``/``graph.stream``; closed on exit."""
     kind = checkpoint_kind(setting)
     if kind != "postgres":
-        with _open_local_saver(kind, setting) as saver:
+        with _open_local_saver(kind, setting, SqliteSaver) as saver:
             yield saver
     else:
         from langgraph.checkpoint.postgres import PostgresSaver
@@ -270,7 +344,7 @@ async def aopen_checkpointer(setting: str) -> AsyncIterator[BaseCheckpointSaver[
     """A ready saver for ``graph.ainvoke``/``graph.astream``; closed on exit."""
     kind = checkpoint_kind(setting)
     if kind != "postgres":
-        with _open_local_saver(kind, setting) as saver:
+        with _open_local_saver(kind, setting, SqliteFileSaver) as saver:
             yield saver
     else:
         from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver

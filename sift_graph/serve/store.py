@@ -2,11 +2,12 @@
 
 PostgreSQL comes from `checkpoints.aopen_checkpointer` as it is (an async driver). The
 in-memory saver is bounded: a server runs for weeks, so it keeps the last
-`MEMORY_THREADS` threads (by last write) and forgets older ones (`BoundedMemorySaver`). The SQLite saver there works on
-the calling thread, which suits one run per process (`sift solve`); in a server it would
-hold up every other request during each write, and `langgraph dev` refuses such blocking
-calls. Here its work goes to a worker thread: one hop per saver call, same tables and
-file, so `sift solve --resume` reads what the server wrote.
+`MEMORY_THREADS` threads (by last write) and forgets older ones (`BoundedMemorySaver`).
+SQLite is LangGraph's own `AsyncSqliteSaver` (`checkpoints.aopen_sqlite_saver`), as on
+LangGraph's own server stacks: its statements run in aiosqlite's worker thread, so no
+request waits on another's write (the in-place saver of `sift solve` would hold up every
+request during each write, and `langgraph dev` refuses such blocking calls). Same tables
+and file, so `sift solve --resume` reads what the server wrote.
 """
 
 from __future__ import annotations
@@ -16,23 +17,22 @@ import contextlib
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver, ChannelVersions, Checkpoint, CheckpointMetadata
 from langgraph.checkpoint.memory import InMemorySaver
 
 from sift_graph.checkpoints import (
-    SqliteFileSaver,
     aopen_checkpointer,
+    aopen_sqlite_saver,
     checkpoint_kind,
     describe_checkpoints,
     sqlite_file,
 )
 from sift_graph.sqlite_files import with_folder
 
-T = TypeVar("T")
 MEMORY_THREADS = 1000
 """Threads a server's in-memory checkpoints keep (`--checkpoints memory`): the most
 recently written; an older one is forgotten (use SQLite or PostgreSQL to keep them all)."""
@@ -40,13 +40,6 @@ recently written; an older one is forgotten (use SQLite or PostgreSQL to keep th
 
 class StoreUnavailable(Exception):
     """The checkpoint store cannot be opened (one line, for a person)."""
-
-
-class ThreadedSqliteSaver(SqliteFileSaver):
-    """`SqliteFileSaver` whose async methods do their work in a worker thread."""
-
-    async def _call(self, work: Callable[[], T]) -> T:
-        return await asyncio.to_thread(work)
 
 
 class BoundedMemorySaver(InMemorySaver):
@@ -85,14 +78,10 @@ async def _bounded_memory(setting: str) -> AsyncIterator[BaseCheckpointSaver[Any
 
 
 @contextlib.asynccontextmanager
-async def _threaded_sqlite(setting: str) -> AsyncIterator[BaseCheckpointSaver[str]]:
+async def _async_sqlite(setting: str) -> AsyncIterator[BaseCheckpointSaver[str]]:
     path = await asyncio.to_thread(with_folder, sqlite_file(setting))
-    opened = ThreadedSqliteSaver.open(path)
-    saver = await asyncio.to_thread(opened.__enter__)
-    try:
+    async with aopen_sqlite_saver(path) as saver:
         yield saver
-    finally:
-        await asyncio.to_thread(opened.__exit__, None, None, None)
 
 
 @contextlib.asynccontextmanager
@@ -100,7 +89,7 @@ async def open_store(setting: str) -> AsyncIterator[BaseCheckpointSaver[str]]:
     """A ready saver for `setting`; StoreUnavailable (one line) if it cannot be opened."""
     import psycopg
 
-    openers = {"sqlite": _threaded_sqlite, "memory": _bounded_memory}
+    openers = {"sqlite": _async_sqlite, "memory": _bounded_memory}
     opener = openers.get(checkpoint_kind(setting), aopen_checkpointer)
     async with contextlib.AsyncExitStack() as stack:
         try:

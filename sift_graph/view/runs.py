@@ -2,7 +2,8 @@
 checkpoint history (LangGraph's state history: step by step, what each node wrote).
 
 `open_run_store` opens a `--checkpoints` setting without writing to it: a SQLite file
-read-only (it must exist and be a SIFT store), PostgreSQL through the same opener as
+read-only through LangGraph's `AsyncSqliteSaver` (it must exist and be a SIFT store; the
+page's event loop never waits on the disk), PostgreSQL through the same opener as
 `sift solve`, memory as an empty store. A page names a run only by its thread id,
 checked against THREAD_ID before it reaches the store."""
 
@@ -24,11 +25,10 @@ from langgraph.pregel import Pregel
 from langgraph.types import StateSnapshot
 
 from sift_graph.checkpoints import (
-    SqliteFileSaver,
     aopen_checkpointer,
+    aopen_sqlite_saver,
     checkpoint_kind,
     describe_checkpoints,
-    foreign_store_problem,
     sqlite_file,
 )
 from sift_graph.evaluation.records import round_detail
@@ -68,22 +68,16 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-@contextlib.contextmanager
-def _read_only_sqlite(setting: str) -> Iterator[SqliteFileSaver]:
+@contextlib.asynccontextmanager
+async def _read_only_sqlite(setting: str) -> AsyncIterator[BaseCheckpointSaver[str]]:
     path = sqlite_file(setting)
     if path == ":memory:" or not Path(path).is_file():
         raise RunStoreUnavailable(f"cannot open checkpoints {setting!r}: no such file")
-    connection = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
     try:
-        if problem := foreign_store_problem(connection):
-            raise RunStoreUnavailable(f"cannot open checkpoints {setting!r}: not a SIFT checkpoint store: {problem}")
-        saver = SqliteFileSaver(connection)
-        saver.is_setup = True  # the tables are there (checked above); setup() would write
-        yield saver
+        async with aopen_sqlite_saver(path, read_only=True) as saver:
+            yield saver
     except sqlite3.Error as exc:
         raise RunStoreUnavailable(f"cannot open checkpoints {setting!r}: {_first_line(exc)}") from exc
-    finally:
-        connection.close()
 
 
 @contextlib.asynccontextmanager
@@ -95,7 +89,7 @@ async def open_run_store(setting: str) -> AsyncIterator[BaseCheckpointSaver[str]
     if kind == "memory":
         yield InMemorySaver()
     elif kind == "sqlite":
-        with _read_only_sqlite(setting) as saver:
+        async with _read_only_sqlite(setting) as saver:
             yield saver
     else:
         async with contextlib.AsyncExitStack() as stack:
