@@ -38,12 +38,18 @@ def _row(section: str, name: str, value: str, target: str, ok: bool | None) -> R
     }
 
 
+def overhead_kinds() -> tuple[str, ...]:
+    from benchmarks.overhead import KINDS
+
+    return KINDS
+
+
 def overhead_rows(args: argparse.Namespace) -> list[Row]:
     from benchmarks import overhead
 
     results = overhead.run(
-        paths=("sync", "async"),
-        kinds=("none", "memory", "sqlite", "postgres"),
+        paths=tuple(args.paths),
+        kinds=tuple(args.checkpointers),
         postgres_url=args.postgres,
         batch=args.batch,
         repeats=args.repeats,
@@ -336,6 +342,16 @@ def main(argv: list[str] | None = None) -> int:
         help="PostgreSQL URL for the overhead row (default $SIFT_BENCH_POSTGRES_URL; none: skipped)",
     )
     parser.add_argument("--json", help="also write the rows and settings to this file")
+    parser.add_argument(
+        "--paths", nargs="+", choices=("sync", "async"), default=["sync", "async"], help="overhead rows: these paths"
+    )
+    parser.add_argument(
+        "--checkpointers",
+        nargs="+",
+        choices=overhead_kinds(),
+        default=list(overhead_kinds()),
+        help="overhead rows: these checkpointers (the LangGraph floor rows are always run)",
+    )
     args = parser.parse_args(argv)
     quick = args.quick
     args.batch, args.repeats = (5, 5) if quick else (10, 15)
