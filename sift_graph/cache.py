@@ -161,20 +161,23 @@ class RunCache(BaseCache):
             made = self._calls.get(key)
         return None if made is None else marked(made, "run")
 
-    def _keep(self, key: str, stored: RETURN_VAL_TYPE | None) -> RETURN_VAL_TYPE | None:
-        """Keep a reply in the run's layer; returned marked as the store's (a lookup's hit)."""
-        if stored is None:
-            return None
+    def _keep(self, key: str, generations: RETURN_VAL_TYPE) -> None:
         with self._lock:
-            self._calls[key] = list(stored)
-        return marked(stored, "store")
+            self._calls[key] = list(generations)
+
+    def _from_store(self, key: str, stored: RETURN_VAL_TYPE | None) -> RETURN_VAL_TYPE | None:
+        """A store's hit, kept in the run's layer, returned marked as the store's. (Only a
+        lookup marks: an update's reply is not read back, and a copy costs per call.)"""
+        if stored is not None:
+            self._keep(key, stored)
+        return None if stored is None else marked(stored, "store")
 
     def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
         key = _key(prompt, llm_string)
         made = self._made(key)
         if made is not None or self.store is None:
             return made
-        return self._keep(key, self.store.lookup(prompt, llm_string))
+        return self._from_store(key, self.store.lookup(prompt, llm_string))
 
     def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
         self._keep(_key(prompt, llm_string), return_val)
@@ -187,7 +190,7 @@ class RunCache(BaseCache):
         made = self._made(key)
         if made is not None or self.store is None:
             return made
-        return self._keep(key, await self.store.alookup(prompt, llm_string))
+        return self._from_store(key, await self.store.alookup(prompt, llm_string))
 
     async def aupdate(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
         self._keep(_key(prompt, llm_string), return_val)
