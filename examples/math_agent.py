@@ -23,13 +23,13 @@ from pathlib import Path
 
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_openai import ChatOpenAI
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.runtime import Runtime
 
 from sift_graph import SiftContext
 from sift_graph.answers import extract_answer
 from sift_graph.checkpoints import RUN_DURABILITY, open_checkpointer
-from sift_graph.messages import MessagesState, build_sift_messages_graph, last_human_text
+from sift_graph.messages import build_sift_messages_graph, last_human_text
 from sift_graph.models import resolve_model
 
 _MATH_WORDS = re.compile(
