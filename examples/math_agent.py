@@ -67,7 +67,7 @@ def sift_over_openai_api(url: str, max_tokens: int):
     def ask_sift(state: MessagesState) -> dict:
         reply = model.invoke(state["messages"])
         metadata = {
-            "sift_answer": extract_answer(reply.content),
+            "sift_answer": extract_answer(reply.text),
             "sift_thread": reply.response_metadata["headers"]["x-sift-thread-id"],
         }
         return {"messages": [AIMessage(content=reply.content, name="sift", response_metadata=metadata)]}
@@ -121,7 +121,7 @@ def main() -> None:
                 elif not namespace:  # the agent's own steps
                     print(f"  routed to: {', '.join(chunk)}")
             answer = agent.get_state(config).values["messages"][-1]
-            print(f"{answer.name}: {answer.content.strip()[-200:]}")
+            print(f"{answer.name}: {answer.text.strip()[-200:]}")
             if answer.name == "sift":
                 print(f"  (SIFT answer: {answer.response_metadata['sift_answer']})")
             if "sift_thread" in answer.response_metadata:

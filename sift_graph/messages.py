@@ -55,17 +55,11 @@ class SiftMessagesState(MessagesState, total=False):
 
 
 def last_human_text(messages: Sequence[BaseMessage]) -> str:
-    """The text of the last human message; ValueError naming `messages` if there is none."""
+    """The text of the last human message (LangChain's `message.text`: its text blocks,
+    nothing else); ValueError naming `messages` if there is none."""
     for message in reversed(messages):
         if isinstance(message, HumanMessage):
-            content = message.content
-            if isinstance(content, list):  # content blocks: keep the text ones
-                content = "\n".join(
-                    block if isinstance(block, str) else str(block.get("text", ""))
-                    for block in content
-                    if isinstance(block, str) or block.get("type") == "text"
-                )
-            return str(content)
+            return message.text
     raise ValueError("messages: no human message to answer")
 
 
