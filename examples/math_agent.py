@@ -23,13 +23,13 @@ from pathlib import Path
 
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_openai import ChatOpenAI
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.runtime import Runtime
 
 from sift_graph import SiftContext
 from sift_graph.answers import extract_answer
 from sift_graph.checkpoints import RUN_DURABILITY, open_checkpointer
-from sift_graph.messages import MessagesState, build_sift_messages_graph, last_human_text
+from sift_graph.messages import build_sift_messages_graph, last_human_text
 from sift_graph.models import resolve_model
 
 _MATH_WORDS = re.compile(
@@ -67,7 +67,7 @@ def sift_over_openai_api(url: str, max_tokens: int):
     def ask_sift(state: MessagesState) -> dict:
         reply = model.invoke(state["messages"])
         metadata = {
-            "sift_answer": extract_answer(reply.content),
+            "sift_answer": extract_answer(reply.text),
             "sift_thread": reply.response_metadata["headers"]["x-sift-thread-id"],
         }
         return {"messages": [AIMessage(content=reply.content, name="sift", response_metadata=metadata)]}
@@ -121,7 +121,7 @@ def main() -> None:
                 elif not namespace:  # the agent's own steps
                     print(f"  routed to: {', '.join(chunk)}")
             answer = agent.get_state(config).values["messages"][-1]
-            print(f"{answer.name}: {answer.content.strip()[-200:]}")
+            print(f"{answer.name}: {answer.text.strip()[-200:]}")
             if answer.name == "sift":
                 print(f"  (SIFT answer: {answer.response_metadata['sift_answer']})")
             if "sift_thread" in answer.response_metadata:

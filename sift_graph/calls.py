@@ -84,22 +84,13 @@ def split_reasoning(content: str) -> tuple[str | None, str]:
     return reasoning or None, final
 
 
-def _content_text(message: AIMessage) -> str:
-    content = message.content
-    if isinstance(content, str):
-        return content
-    return "".join(
-        part if isinstance(part, str) else str(part.get("text", ""))
-        for part in content
-        if isinstance(part, str) or part.get("type") == "text"
-    )
-
-
 def reply_from_message(message: BaseMessage, partial: PartialCall | None = None) -> ModelReply:
     """Read text, reasoning, truncation and token counts off a chat model's reply."""
     if not isinstance(message, AIMessage):
         raise TypeError(f"chat model returned a {type(message).__name__}, expected an AIMessage")
-    inline_reasoning, text = split_reasoning(_content_text(message))
+    # `message.text` is LangChain's reading of the reply's text blocks; a `<think>` block
+    # inside that text is reasoning all the same, which only we split off.
+    inline_reasoning, text = split_reasoning(message.text)
     separate_reasoning = message.additional_kwargs.get("reasoning_content")
     reasoning = separate_reasoning or inline_reasoning
     finish_reason = message.response_metadata.get("finish_reason") or message.response_metadata.get("stop_reason")

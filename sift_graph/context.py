@@ -8,15 +8,25 @@ text and how it is treated as field metadata, and everything else is derived fro
 the CLI flags of `sift solve` and `sift eval` (`setting_specs`), the settings stored with
 a run for `--resume` (`stored_settings`, never the API key) and the evaluation's
 configuration digest (`result_settings`). A new setting is one new field.
+
+A number setting declares its bounds on its type (`Annotated[int, Ge(0), Le(MAX_ROUNDS)]`,
+annotated-types, the vocabulary pydantic itself is built on): construction checks them
+(`SettingSpec.checked`, a ValueError naming the field) and LangGraph's JSON schema of the
+context (Studio's form) shows them as `minimum`/`maximum`, beside each field's help,
+type and default. SiftContext stays a kw-only dataclass rather than a pydantic model:
+the LangGraph template style, `dataclasses.replace`/`fields` keep working (the served
+schema and `Deployment` use them), no coercion behind a caller's back (pydantic's lax mode
+takes "5" or True as an int), and one-line errors naming the field where pydantic raises
+a multi-line ValidationError.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from annotated_types import Ge, Gt, Le
 from langchain_core.caches import BaseCache
 from langchain_core.language_models import BaseChatModel
 from langgraph.runtime import Runtime
@@ -48,6 +58,9 @@ MAX_ROUNDS = 16
 each; its iterative-optimization study gains little after a few. Past this a run is
 almost surely a typo (`--forward-rounds 1000`), and each round costs two full solves."""
 
+Rounds = Annotated[int, Ge(0), Le(MAX_ROUNDS)]
+"""A count of forward (or inverse) rounds."""
+
 # Field metadata: "description" (the help text) and the keys `setting_spec` reads.
 
 
@@ -69,7 +82,7 @@ class SiftContext:
             "'hf:<folder|file.gguf|hub id>' or 'openai:<model>'; in the library also a LangChain chat model",
         },
     )
-    forward_rounds: int = field(
+    forward_rounds: Rounds = field(
         default=1,
         metadata={
             "scope": RUN,
@@ -77,7 +90,7 @@ class SiftContext:
             "sift_only": True,
         },
     )
-    inverse_rounds: int = field(
+    inverse_rounds: Rounds = field(
         default=1,
         metadata={
             "scope": RUN,
@@ -85,7 +98,7 @@ class SiftContext:
             "sift_only": True,
         },
     )
-    max_stage: int = field(
+    max_stage: Annotated[int, Ge(SIFT_STAGES[0]), Le(SIFT_STAGES[-1])] = field(
         default=3,
         metadata={
             "description": "a budget in stages: the last SIFT stage to run, 1 (the first round only), "
@@ -117,13 +130,13 @@ class SiftContext:
             "scope": RUN,
         },
     )
-    max_tokens: int = field(
+    max_tokens: Annotated[int, Ge(1)] = field(
         default=DEFAULT_MAX_TOKENS, metadata={"scope": RUN, "description": "new-token limit of every model call"}
     )
-    temperature: float = field(
+    temperature: Annotated[float, Ge(0), Le(2)] = field(
         default=0.0, metadata={"scope": RUN, "description": "sampling temperature; 0 is greedy decoding"}
     )
-    top_p: float | None = field(
+    top_p: Annotated[float, Gt(0), Le(1)] | None = field(
         default=None, metadata={"scope": RUN, "description": "nucleus sampling mass, used only when temperature > 0"}
     )
     seed: int | None = field(
@@ -176,7 +189,7 @@ class SiftContext:
             "results": False,
         },
     )
-    request_timeout: float = field(
+    request_timeout: Annotated[float, Gt(0)] = field(
         default=DEFAULT_REQUEST_TIMEOUT_S,
         metadata={
             "scope": DEPLOYMENT,
@@ -198,43 +211,19 @@ class SiftContext:
             )
         if isinstance(self.model, str):
             validate_model_spec(self.model)
-        for name in ("forward_rounds", "inverse_rounds"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name}: expected an integer >= 0, got {value!r}")
-            if value > MAX_ROUNDS:
-                raise ValueError(f"{name}: at most {MAX_ROUNDS} rounds (each costs two full solves), got {value}")
-        if self.max_stage not in SIFT_STAGES or isinstance(self.max_stage, bool):
-            raise ValueError(f"max_stage: expected 1, 2 or 3, got {self.max_stage!r}")
-        if isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int) or self.max_tokens < 1:
-            raise ValueError(f"max_tokens: expected an integer >= 1, got {self.max_tokens!r}")
-        if not _is_number(self.temperature) or not 0 <= self.temperature <= 2:
-            raise ValueError(f"temperature: expected a number in [0, 2], got {self.temperature!r}")
-        if self.top_p is not None and not (_is_number(self.top_p) and 0 < self.top_p <= 1):
-            raise ValueError(f"top_p: expected a number in (0, 1] or None, got {self.top_p!r}")
-        if not _is_number(self.request_timeout) or self.request_timeout <= 0:
-            raise ValueError(f"request_timeout: expected a number of seconds > 0, got {self.request_timeout!r}")
+        for spec in setting_specs(type(self)):  # numbers within their bounds, a Literal's values
+            setattr(self, spec.name, spec.checked(getattr(self, spec.name)))
         if self.api_key is not None and not (isinstance(self.api_key, str) and self.api_key):
             raise ValueError(f"api_key: expected a non-empty string or None, got {type(self.api_key).__name__}")
         if self.base_url is not None and not (
             isinstance(self.base_url, str) and self.base_url.startswith(("http://", "https://"))
         ):
             raise ValueError(f"base_url: expected an http:// or https:// URL, got {self.base_url!r}")
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
-            raise ValueError(f"seed: expected an integer or None, got {self.seed!r}")
         if not (isinstance(self.cache, BaseCache) or (isinstance(self.cache, str) and self.cache.strip())):
             raise ValueError(
                 f"cache: expected 'run', 'off', a SQLite file or a LangChain BaseCache, got {self.cache!r}"
             )
         validate_partial_settings(self.partials)
-        for spec in setting_specs(type(self)):  # a Literal field: one of its values
-            if spec.choices and (value := getattr(self, spec.name)) not in spec.choices:
-                *others, last = (repr(choice) for choice in spec.choices)
-                raise ValueError(f"{spec.name}: expected {', '.join(others)} or {last}, got {value!r}")
-        # One spelling per value: 0 and 0.0 are one setting (and one eval digest).
-        self.temperature = float(self.temperature)
-        self.request_timeout = float(self.request_timeout)
-        self.top_p = None if self.top_p is None else float(self.top_p)
 
     @property
     def connection(self) -> Connection:
@@ -300,10 +289,6 @@ class SiftContext:
 
 # Stored settings written under another name by earlier versions.
 LEGACY_SETTING_NAMES = {"timeout": "request_timeout"}
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def setting_specs(context_class: type[SiftContext] = SiftContext) -> tuple[SettingSpec, ...]:

@@ -25,8 +25,9 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Annotated, Any
 
+from annotated_types import Le
 from langgraph.runtime import Runtime
 
 from sift_graph.context import MAX_ROUNDS, SiftContext, run_settings, setting_specs
@@ -77,13 +78,16 @@ class RunLimits:
             if top is not None and value > top:
                 raise ValueError(f"{name} limit: at most {top}, got {value}")
 
+    def ceilings(self) -> dict[str, int]:
+        """The largest value a client may ask for, by run setting."""
+        return {"max_tokens": self.max_tokens, **dict.fromkeys(ROUND_SETTINGS, self.max_rounds)}
+
     def check(self, context: SiftContext) -> None:
         """ValueError naming the field a run setting of `context` is over its limit."""
-        if context.max_tokens > self.max_tokens:
-            raise OverLimit(f"max_tokens: this deployment allows at most {self.max_tokens}, got {context.max_tokens}")
-        for name in ROUND_SETTINGS:
-            if (value := getattr(context, name)) > self.max_rounds:
-                raise OverLimit(f"{name}: this deployment allows at most {self.max_rounds} rounds, got {value}")
+        for name, top in self.ceilings().items():
+            if (value := getattr(context, name)) > top:
+                unit = " rounds" if name in ROUND_SETTINGS else ""
+                raise OverLimit(f"{name}: this deployment allows at most {top}{unit}, got {value}")
 
 
 def refuse_deployment_settings(settings: Mapping[str, Any]) -> None:
@@ -158,11 +162,17 @@ class ServedRunSettings:
 
 
 def served_run_schema(deployment: Deployment) -> type[ServedRunSettings]:
-    """A dataclass of SiftContext's run fields (their types, help and the deployment's
-    defaults) whose constructor refuses the deployment's settings."""
-    hints = typing.get_type_hints(SiftContext)
+    """A dataclass of SiftContext's run fields (their types and bounds, help and the
+    deployment's defaults; the deployment's limits as further bounds, so that Studio's form
+    shows what this server takes) whose constructor refuses the deployment's settings."""
+    hints = typing.get_type_hints(SiftContext, include_extras=True)
+    ceilings = deployment.limits.ceilings()
     run_fields = [
-        (item.name, hints[item.name], field(default=getattr(deployment.context, item.name), metadata=item.metadata))
+        (
+            item.name,
+            Annotated[hints[item.name], Le(ceilings[item.name])] if item.name in ceilings else hints[item.name],
+            field(default=getattr(deployment.context, item.name), metadata=item.metadata),
+        )
         for item in dataclasses.fields(SiftContext)
         if item.name in run_settings(deployment.context)
     ]

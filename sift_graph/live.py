@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from langchain_core.messages import AIMessageChunk
+from langchain_core.messages import AIMessageChunk, BaseMessage
 
 StageKey = tuple[str, int]
 """(SIFT role, round) of a model call."""
@@ -27,18 +27,17 @@ class StageText:
     ended: bool
 
 
-def stage_text(message: Any, metadata: dict[str, Any]) -> StageText | None:
+def stage_text(message: BaseMessage, metadata: dict[str, Any]) -> StageText | None:
     """A `messages` stream item as stage text (None for one that is not a SIFT call's):
     its answer text, or a reasoning model's thinking, which is all reasoning here."""
     role, number = metadata.get("sift_role"), metadata.get("sift_round")
     if not isinstance(role, str) or not isinstance(number, int):
         return None
-    reasoning = (getattr(message, "additional_kwargs", None) or {}).get("reasoning_content") or ""
-    content = message.content if isinstance(message.content, str) else ""
+    reasoning = message.additional_kwargs.get("reasoning_content") or ""
     whole = not isinstance(message, AIMessageChunk)  # a reply served whole (a cache, a model that cannot stream)
-    finished = bool((getattr(message, "response_metadata", None) or {}).get("finish_reason"))
+    finished = bool(message.response_metadata.get("finish_reason"))
     ended = whole or finished or getattr(message, "chunk_position", None) == "last"
-    return StageText((role, number), str(reasoning) + content, ended)
+    return StageText((role, number), str(reasoning) + message.text, ended)
 
 
 @dataclass

@@ -13,25 +13,31 @@ working state. The SIFT graph runs inside it as a subgraph: its stages stream wi
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any
+from typing import Any
 
-from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage
-from langgraph.graph import START, StateGraph
-from langgraph.graph.message import add_messages
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+
+# LangGraph's own chat state (`messages` with the `add_messages` reducer), re-exported
+# here because parents built on it have always imported it from this module.
+from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.types import RetryPolicy
-from typing_extensions import TypedDict
 
 from sift_graph.context import SiftContext
 from sift_graph.deployment import Deployment
 from sift_graph.graph import MODEL_RETRY, build_sift_graph
 from sift_graph.state import RoleUsage, RoundRecord, Sticker, total_usage, validate_question
 
+__all__ = [
+    "MESSAGE_NAME",
+    "MessagesState",
+    "SiftMessagesState",
+    "answer_message",
+    "build_sift_messages_graph",
+    "last_human_text",
+]
+
 # The name SIFT's AI messages carry, so a multi-agent transcript says who answered.
 MESSAGE_NAME = "sift"
-
-
-class MessagesState(TypedDict):
-    messages: Annotated[list[AnyMessage], add_messages]
 
 
 class SiftMessagesState(MessagesState, total=False):
@@ -49,17 +55,11 @@ class SiftMessagesState(MessagesState, total=False):
 
 
 def last_human_text(messages: Sequence[BaseMessage]) -> str:
-    """The text of the last human message; ValueError naming `messages` if there is none."""
+    """The text of the last human message (LangChain's `message.text`: its text blocks,
+    nothing else); ValueError naming `messages` if there is none."""
     for message in reversed(messages):
         if isinstance(message, HumanMessage):
-            content = message.content
-            if isinstance(content, list):  # content blocks: keep the text ones
-                content = "\n".join(
-                    block if isinstance(block, str) else str(block.get("text", ""))
-                    for block in content
-                    if isinstance(block, str) or block.get("type") == "text"
-                )
-            return str(content)
+            return message.text
     raise ValueError("messages: no human message to answer")
 
 

@@ -9,6 +9,7 @@ Each chat completion request is answered by the next planned action for its SIFT
 
     {"status": 429}                      an HTTP error with an OpenAI-style error body
     {"status": 401, "message": "..."}    ... with this message
+    {"status": 400, "code": "..."}       ... with this error code
     {"hang": 2.0}                        wait this long, then answer normally
     {"until": threading.Event()}         wait until the test sets the event (at most 60 s), then answer
     {"drop": True}                       send part of a response and close the connection
@@ -158,7 +159,8 @@ class FaultServer:
                 action = server._next_action(role)
                 if "status" in action:
                     message = action.get("message", f"injected {action['status']}")
-                    self._send_json(action["status"], {"error": {"message": message, "type": "server_error"}})
+                    error = {"message": message, "type": "server_error", "code": action.get("code")}
+                    self._send_json(action["status"], {"error": error})
                     return
                 if "raw" in action:
                     data = action["raw"].encode()

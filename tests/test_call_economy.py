@@ -12,7 +12,7 @@ import pytest
 
 from sift_graph import SiftContext, cli
 from sift_graph.cache import RunCache, SqliteCallCache, decode_reply, encode_reply
-from sift_graph.calls import call_model
+from sift_graph.calls import call_model, reply_from_message
 from sift_graph.models.openai_spec import load_openai_model
 from sift_graph.models.specs import Connection
 from sift_graph.prompts import sticker_prompt
@@ -221,6 +221,18 @@ def test_a_stored_reply_keeps_what_sift_reads_of_it():
     )
     [revived] = decode_reply(encode_reply([ChatGeneration(message=message)]))
     assert revived.message == message
+
+
+def test_a_reply_in_content_blocks_is_read_as_its_text_blocks_with_the_thinking_apart():
+    from langchain_core.messages import AIMessage
+
+    blocks = [
+        {"type": "reasoning", "reasoning": "not text"},
+        {"type": "text", "text": "<think>3 + 2</think>"},
+        {"type": "text", "text": "So \\boxed{5}"},
+    ]
+    reply = reply_from_message(AIMessage(content=blocks))
+    assert (reply.reasoning, reply.text) == ("3 + 2", "So \\boxed{5}")
 
 
 @pytest.mark.parametrize("kind", ["garbage", "under-a-file", "foreign"])

@@ -6,12 +6,15 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import pytest
+from annotated_types import Ge, Le
+from pydantic import TypeAdapter
 
 from sift_graph import SiftContext
 from sift_graph.cli.common import ArgumentParser, UsageError, add_model_arguments, context_from_args
-from sift_graph.context import run_settings, setting_specs
+from sift_graph.context import MAX_ROUNDS, run_settings, setting_specs
 from sift_graph.evaluation.results import EvalConfig
 
 
@@ -83,11 +86,47 @@ def test_an_unknown_stored_or_json_setting_is_named():
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
-def test_non_finite_numbers_are_rejected(value):
-    with pytest.raises(ValueError, match=r"^request_timeout: "):
-        SiftContext(request_timeout=value)
-    with pytest.raises(ValueError, match=r"^temperature: "):
-        SiftContext(temperature=value)
+@pytest.mark.parametrize("name", ["temperature", "top_p", "request_timeout"])
+def test_non_finite_numbers_are_rejected(name, value):
+    with pytest.raises(ValueError, match=rf"^{name}: expected a number .*, got {value!r}$"):
+        SiftContext(**{name: value})
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"forward_rounds": 17}, "forward_rounds: expected an integer in [0, 16], got 17"),
+        ({"inverse_rounds": -1}, "inverse_rounds: expected an integer in [0, 16], got -1"),
+        ({"max_stage": 0}, "max_stage: expected an integer in [1, 3], got 0"),
+        ({"max_stage": 2.0}, "max_stage: expected an integer in [1, 3], got 2.0"),
+        ({"max_tokens": True}, "max_tokens: expected an integer >= 1, got True"),
+        ({"temperature": 2.5}, "temperature: expected a number in [0, 2], got 2.5"),
+        ({"top_p": 0}, "top_p: expected a number in (0, 1] or None, got 0"),
+        ({"request_timeout": "5"}, "request_timeout: expected a number > 0, got '5'"),
+        ({"seed": 1.5}, "seed: expected an integer or None, got 1.5"),
+    ],
+)
+def test_the_bounds_declared_on_a_field_are_checked_naming_it(settings, message):
+    with pytest.raises(ValueError) as raised:
+        SiftContext(**settings)
+    assert str(raised.value) == message
+
+
+def test_a_bound_on_a_new_field_is_checked_too():
+    @dataclass(kw_only=True)
+    class Beams(SiftContext):
+        beam_width: Annotated[int, Ge(1), Le(8)] = field(default=1, metadata={"description": "beams", "scope": "run"})
+
+    assert Beams(beam_width=8).beam_width == 8
+    with pytest.raises(ValueError, match=r"^beam_width: expected an integer in \[1, 8\], got 9$"):
+        Beams(beam_width=9)
+
+
+def test_the_bounds_are_in_the_context_json_schema():
+    properties = TypeAdapter(SiftContext).json_schema()["properties"]
+    assert (properties["forward_rounds"]["minimum"], properties["forward_rounds"]["maximum"]) == (0, MAX_ROUNDS)
+    assert properties["top_p"]["anyOf"][0] == {"type": "number", "exclusiveMinimum": 0, "maximum": 1}
+    assert properties["request_timeout"]["exclusiveMinimum"] == 0
 
 
 def test_the_dtype_reaches_the_loader_and_the_digest():

@@ -13,6 +13,7 @@ import pytest
 
 from sift_graph import SiftContext
 from sift_graph.context import run_settings
+from sift_graph.deployment import DEFAULT_MAX_TOKENS_LIMIT
 from sift_graph.testing import QUESTION, boxed, script_for
 
 from fault_server import FaultServer
@@ -78,7 +79,11 @@ async def test_both_graphs_are_served_with_only_run_settings_in_their_context(se
     for graph_id in ("sift", "sift_chat"):
         assistant_id = (await client.assistants.search(graph_id=graph_id))[0]["assistant_id"]
         schemas = await client.assistants.get_schemas(assistant_id)
-        assert set(schemas["context_schema"]["properties"]) == set(run_settings(SiftContext()))  # Studio's form
+        form = schemas["context_schema"]["properties"]  # what Studio renders
+        assert set(form) == set(run_settings(SiftContext()))
+        assert form["max_tokens"]["description"] == "new-token limit of every model call"
+        assert (form["max_tokens"]["minimum"], form["max_tokens"]["maximum"]) == (1, DEFAULT_MAX_TOKENS_LIMIT)
+        assert (form["temperature"]["type"], form["temperature"]["maximum"]) == ("number", 2)
     schemas = await client.assistants.get_schemas((await client.assistants.search(graph_id="sift"))[0]["assistant_id"])
     assert set(schemas["input_schema"]["properties"]) == {"question", "fallback"}  # fallback: optional
     assert schemas["input_schema"]["required"] == ["question"]

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from sift_graph.live import LiveText, StageText
+from langchain_core.messages import AIMessage, AIMessageChunk
+
+from sift_graph.live import LiveText, StageText, stage_text
 
 STICKER_ONLY, QUERY_STICKER = ("predict_sticker", 1), ("predict_query_sticker", 1)
 
@@ -37,3 +39,14 @@ def test_lines_still_waiting_when_the_run_ends_are_flushed():
     text.add(StageText(STICKER_ONLY, "cut off", ended=False))
     assert text.line("[round 1] answer from sticker: (none)") == ""
     assert text.flush() == "[round 1] answer from sticker: (none)\n" and text.flush() == ""
+
+
+def test_a_stage_text_is_the_thinking_then_the_text_blocks_of_a_sift_call():
+    chunk = AIMessageChunk(
+        content=[{"type": "text", "text": "so "}, {"type": "image_url", "image_url": {"url": "x"}}, "5"],
+        additional_kwargs={"reasoning_content": "3+2 "},
+    )
+    sift_call = {"sift_role": "predict_sticker", "sift_round": 1}
+    assert stage_text(chunk, sift_call) == StageText(STICKER_ONLY, "3+2 so 5", ended=False)
+    assert stage_text(AIMessage("5"), sift_call) == StageText(STICKER_ONLY, "5", ended=True)  # a reply served whole
+    assert stage_text(chunk, {"langgraph_node": "chat"}) is None  # not a SIFT call's tokens

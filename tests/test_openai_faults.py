@@ -57,10 +57,14 @@ def test_sampling_settings_reach_the_server(server, graph):
     assert {(r["temperature"], r["top_p"], r["max_tokens"]) for r in server.requests} == {(0.6, 0.9, 99)}
 
 
-def test_the_official_api_gets_the_new_token_limit_name():
-    model = OpenAICompatibleChatModel(model="x", api_key="k", token_limit_param="max_completion_tokens")
-    payload = model._get_request_payload([("user", "hi")], max_tokens=12)
-    assert payload["max_completion_tokens"] == 12 and "max_tokens" not in payload
+def test_the_official_api_gets_the_new_token_limit_name(server):
+    from langchain_core.messages import HumanMessage
+
+    model = OpenAICompatibleChatModel(
+        model="x", base_url=server.base_url, api_key="k", token_limit_param="max_completion_tokens"
+    )
+    model.invoke([HumanMessage(sticker_prompt(QUESTION))], max_tokens=12)
+    assert server.requests[0]["max_completion_tokens"] == 12 and "max_tokens" not in server.requests[0]
 
 
 @pytest.mark.parametrize(
@@ -178,10 +182,11 @@ async def test_a_batch_runs_with_bounded_requests_in_flight(server):
     assert 2 < server.max_in_flight <= 6  # several questions at once, never more than 3 x 2
 
 
-def lean_and_stock_models(server):
+def lean_and_stock_models(server, **more):
     from langchain_openai import ChatOpenAI
 
     settings = dict(
+        **more,
         model="test-model",
         base_url=server.base_url,
         api_key="no-key",
@@ -243,37 +248,64 @@ def test_chat_completion_request_splits_body_and_call_options():
     assert chat_completion_request({"model": "m", "extra_body": None}) == ({"model": "m"}, {})
 
 
-def test_lean_path_errors_map_like_the_stock_client(server):
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"status": 400},
+        {"status": 401},
+        {"status": 403},
+        {"status": 404},
+        {"status": 409},
+        {"status": 429},
+        {"status": 500},
+        {"status": 503},
+        {"hang": 3.0},
+    ],
+    ids=["400", "401", "403", "404", "409", "429", "500", "503", "timeout"],
+)
+def test_lean_path_errors_map_like_the_stock_client(server, fault):
     from langchain_core.messages import HumanMessage
 
-    server.plan["sticker"] = [{"status": 401}]
-    model = OpenAICompatibleChatModel(model="test-model", base_url=server.base_url, api_key="no-key", max_retries=0)
-    with pytest.raises(openai.AuthenticationError) as raised:
-        model.invoke([HumanMessage(sticker_prompt(QUESTION))])
-    assert type(raised.value).__module__.startswith("langchain")  # LangChain's mapped error type
+    def raised_by(model) -> BaseException:
+        server.plan["sticker"] = [fault]
+        with pytest.raises(openai.APIError) as raised:
+            model.invoke([HumanMessage(sticker_prompt(QUESTION))])
+        return raised.value
+
+    lean, stock = lean_and_stock_models(server, timeout=1.0)
+    lean_error, stock_error = raised_by(lean), raised_by(stock)
+    assert type(lean_error) is type(stock_error), (lean_error, stock_error)
+    assert is_transient_fault(lean_error) == is_transient_fault(stock_error)
+    assert str(lean_error) == str(stock_error)
 
 
-def test_langchain_openai_still_has_the_error_mappers_we_look_up():
-    """If this fails, a langchain-openai upgrade moved its private error mappers: the lean
-    path now raises the SDK's own errors (still classified by `faults`), not LangChain's
-    types. Point `openai_errors.ERROR_MAPPERS` at their new names."""
-    from sift_graph.models.openai_errors import ERROR_MAPPERS, stock_error_mappers
-
-    assert set(stock_error_mappers()) == set(ERROR_MAPPERS)
-
-
-def test_without_the_mappers_errors_are_the_sdks_own(server, monkeypatch):
+def test_a_prompt_over_the_context_is_a_context_overflow(server):
+    """Told by OpenAI's documented error code (the stock client reads the message text for
+    a few providers' phrasings, and with this SDK misses OpenAI's own), so it is still a
+    bad request, and a LangChain `ContextOverflowError`."""
+    from langchain_core.exceptions import ContextOverflowError
     from langchain_core.messages import HumanMessage
 
-    monkeypatch.setattr("sift_graph.models.openai_errors.stock_error_mappers", lambda: {})
-    server.plan["sticker"] = [{"status": 401}, {"status": 503}]
-    model = OpenAICompatibleChatModel(model="test-model", base_url=server.base_url, api_key="no-key", max_retries=0)
-    with pytest.raises(openai.AuthenticationError) as raised:
-        model.invoke([HumanMessage(sticker_prompt(QUESTION))])
-    assert type(raised.value) is openai.AuthenticationError
-    with pytest.raises(openai.InternalServerError) as raised:
-        model.invoke([HumanMessage(sticker_prompt(QUESTION))])
-    assert is_transient_fault(raised.value)
+    server.plan["sticker"] = [{"status": 400, "code": "context_length_exceeded", "message": "too long"}]
+    lean, _ = lean_and_stock_models(server)
+    with pytest.raises(ContextOverflowError) as raised:
+        lean.invoke([HumanMessage(sticker_prompt(QUESTION))])
+    assert isinstance(raised.value, openai.BadRequestError) and str(raised.value) == "Error code: 400 - too long"
+
+
+def test_a_refused_connection_maps_like_the_stock_client():
+    from langchain_core.exceptions import ModelConnectionError
+    from langchain_core.messages import HumanMessage
+    from langchain_openai import ChatOpenAI
+
+    settings = dict(model="m", base_url="http://127.0.0.1:9/v1", api_key="no-key", max_retries=0, timeout=1.0)
+    raised = []
+    for model in (OpenAICompatibleChatModel(**settings), ChatOpenAI(**settings, streaming=True)):
+        with pytest.raises(ModelConnectionError) as error:
+            model.invoke([HumanMessage("hi")])
+        raised.append(error.value)
+    lean, stock = raised
+    assert type(lean) is type(stock) and isinstance(lean, openai.APIConnectionError) and is_transient_fault(lean)
 
 
 def test_the_api_key_reaches_the_server_and_nothing_else(server, tmp_path):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -16,6 +18,7 @@ from sift_graph import SiftContext, cli
 from sift_graph.faults import is_transient_fault
 from sift_graph.graph import RetryPolicy
 from sift_graph.serve import ServeSettings, SiftService, create_app
+from sift_graph.serve.app import PING_INTERVAL_S
 from sift_graph.serve.protocol import CONTEXT_HEADER
 from sift_graph.testing import QUESTION, ScriptedChatModel, boxed, script_for
 
@@ -32,11 +35,11 @@ def start():
     """start(model, **settings) -> (base URL, service): a server of its own, stopped after the test."""
     with contextlib.ExitStack() as stack:
 
-        def start_server(model, **settings):
+        def start_server(model, ping_interval_s=PING_INTERVAL_S, **settings):
             settings = {"checkpoints": "memory", "retry_policy": FAST_RETRY, **settings}
             context = model if isinstance(model, SiftContext) else SiftContext(model=model)
             service = SiftService(ServeSettings(context=context, **settings))
-            return stack.enter_context(serving(create_app(service))), service
+            return stack.enter_context(serving(create_app(service, ping_interval_s=ping_interval_s))), service
 
         yield start_server
 
@@ -103,6 +106,71 @@ def test_a_stream_sends_every_stage_then_the_answer_then_usage(start):
     assert stages[4].startswith("[round 2] sticker (forward-optimized):")
     assert stages[7] == "[round 2] consensus: 5 vs 5\n"
     assert seen[8] == ("answer", boxed("5")) and seen[9] == ("finish", "stop")
+
+
+class RecordedStream(httpx.SyncByteStream):
+    """A response body, each chunk handed to `record` as it is read."""
+
+    def __init__(self, stream: httpx.SyncByteStream, record) -> None:
+        self.stream, self.record = stream, record
+
+    def __iter__(self):
+        for chunk in self.stream:
+            self.record(chunk)
+            yield chunk
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+class SeesPings(httpx.HTTPTransport):
+    """An HTTP transport that keeps the raw bytes of the responses it reads, and notes
+    when they carry a keep-alive ping (an SSE comment line, `: ...`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.raw = b""
+        self.pinged = threading.Event()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        return httpx.Response(
+            response.status_code, headers=response.headers, stream=RecordedStream(response.stream, self.record)
+        )
+
+    def record(self, chunk: bytes) -> None:
+        self.raw += chunk
+        if re.search(rb"(^|\n):", self.raw):
+            self.pinged.set()
+
+
+def test_a_long_silent_stage_gets_keep_alive_pings_that_the_sdk_ignores(start):
+    # The first sticker-only prediction waits until the client has seen a ping.
+    model = ScriptedChatModel(script=ROUND_2, hold={"predict_sticker": 1})
+    url, _ = start(model, ping_interval_s=0.05)
+    transport = SeesPings()
+
+    def answer_after_a_ping() -> None:
+        transport.pinged.wait(timeout=30)
+        model.hold = {}  # answers now (even with no ping: then the assertion below says so)
+
+    threading.Thread(target=answer_after_a_ping, daemon=True).start()
+    client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0, http_client=httpx.Client(transport=transport))
+    stream = client.chat.completions.create(
+        model="sift", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+    )
+    seen = [(kind, text) for kind, text in stage_kinds(stream) if kind != "text"]
+
+    assert transport.pinged.is_set()
+    pings = [line for line in transport.raw.split(b"\n") if line.startswith(b":")]
+    assert pings and all(line.startswith(b": ping") for line in pings)
+    # The SDK read past them: the same chunks as a stream without pings.
+    assert [kind for kind, _ in seen] == ["stage"] * 8 + ["answer", "finish", "usage"]
+    assert seen[8] == ("answer", boxed("5")) and seen[9] == ("finish", "stop")
+    # OpenAI's framing: `data: ` events, each ending with a blank line, the last [DONE].
+    events = [event for event in transport.raw.decode().split("\n\n") if event and not event.startswith(":")]
+    assert all(event.startswith("data: ") and "\n" not in event for event in events)
+    assert events[-1] == "data: [DONE]"
 
 
 def test_chat_openai_invokes_and_streams(start):

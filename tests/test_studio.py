@@ -90,6 +90,31 @@ def test_studios_context_form_has_only_the_run_settings():
     assert properties["max_tokens"]["description"] == "new-token limit of every model call"
 
 
+def test_studios_context_form_shows_each_fields_help_type_default_and_bounds(monkeypatch):
+    monkeypatch.setenv("SIFT_MAX_TOKENS_LIMIT", "512")
+    monkeypatch.setenv("SIFT_TEMPERATURE", "0.5")
+    properties = load_exported_graph().get_context_jsonschema()["properties"]
+    specs = {spec.name: spec for spec in setting_specs()}
+    for name, shown in properties.items():
+        assert shown["description"] == specs[name].description, name
+
+    def form(name, *keys):
+        return tuple(properties[name][key] for key in keys)
+
+    bounded = ("type", "default", "minimum", "maximum")
+    assert form("temperature", *bounded) == ("number", 0.5, 0, 2)  # the deployment's default
+    assert form("max_stage", *bounded) == ("integer", 3, 1, 3)
+    # This deployment's limits are the form's maxima (a value past them is refused); the
+    # default comes down to a lowered limit.
+    assert form("max_tokens", *bounded) == ("integer", 512, 1, 512)
+    assert form("forward_rounds", *bounded) == ("integer", 1, 0, 4)
+    assert form("top_p", "anyOf", "default") == (
+        [{"type": "number", "exclusiveMinimum": 0, "maximum": 1}, {"type": "null"}],
+        None,
+    )
+    assert form("comparator", "type", "enum", "default") == ("string", ["math", "string"], "math")
+
+
 def scripted_deployment(monkeypatch, tmp_path, script, **env):
     """The exported graph of a deployment whose model (`SIFT_MODEL`) is a scripted file."""
     path = tmp_path / "model.json"

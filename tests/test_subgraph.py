@@ -9,13 +9,14 @@ from typing import Annotated
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.types import RetryPolicy
 from typing_extensions import TypedDict
 
+import sift_graph.messages as adapter
 from sift_graph import SiftContext, build_sift_graph
 from sift_graph.checkpoints import RUN_DURABILITY, open_checkpointer
-from sift_graph.messages import MessagesState, build_sift_messages_graph, last_human_text
+from sift_graph.messages import build_sift_messages_graph, last_human_text
 from sift_graph.testing import QUESTION, ScriptedChatModel, script_for
 
 from helpers import broken_model
@@ -121,6 +122,12 @@ def test_messages_adapter_answers_the_last_human_message_with_an_ai_message():
     assert answer.response_metadata["sift_consensus_round"] == 2
     assert answer.response_metadata["sift_calls"] == 6
     assert QUESTION in model.calls[0].prompt and "hello" not in model.calls[0].prompt
+
+
+def test_messages_adapter_reads_and_writes_langgraphs_own_messages_state():
+    builder = build_sift_messages_graph()
+    assert builder.input_schema is MessagesState and builder.output_schema is MessagesState
+    assert adapter.MessagesState is MessagesState  # the import path parents have used keeps working
 
 
 def test_messages_adapter_inside_a_messages_parent_resumes_and_streams(tmp_path):

@@ -31,13 +31,8 @@ from sift_graph.cli.common import (
 )
 from sift_graph.deployment import DEFAULT_MAX_TOKENS_LIMIT, OverLimit, RunLimits
 from sift_graph.serve import MODEL_ID, ServeSettings, SiftService, StoreUnavailable, create_app
-from sift_graph.serve.settings import DEFAULT_MAX_CONCURRENCY
+from sift_graph.serve.settings import DEFAULT_MAX_CONCURRENCY, GRACEFUL_SHUTDOWN_S, SHUTDOWN_TIMEOUT_S
 from sift_graph.serve.store import MEMORY_THREADS
-
-# Seconds that requests still open at Ctrl-C get to finish before their runs are cancelled.
-_GRACEFUL_SHUTDOWN_S = 5
-# Seconds, after that, for each request to be answered that its run was cancelled.
-_ANSWER_CANCELLED_S = 5
 
 
 class SiftServer(uvicorn.Server):
@@ -50,7 +45,7 @@ class SiftServer(uvicorn.Server):
         self.service = service
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        cancelling = asyncio.get_running_loop().call_later(_GRACEFUL_SHUTDOWN_S, self.service.cancel_runs)
+        cancelling = asyncio.get_running_loop().call_later(GRACEFUL_SHUTDOWN_S, self.service.cancel_runs)
         try:
             await super().shutdown(sockets)
         finally:
@@ -134,7 +129,7 @@ async def serve(settings: ServeSettings, host: str, port: int) -> None:
         config = uvicorn.Config(
             create_app(service),
             lifespan="off",
-            timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_S + _ANSWER_CANCELLED_S,
+            timeout_graceful_shutdown=SHUTDOWN_TIMEOUT_S,
         )
         print(
             f"serving model {MODEL_ID!r} at http://{host}:{listening.getsockname()[1]}/v1 (checkpoints: "

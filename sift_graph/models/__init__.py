@@ -1,7 +1,8 @@
 """Chat models by spec: `default`, `hf:<...>`, `openai:<model>`, `scripted:<file.json>`.
 
 - `specs`: the spec grammar, `Connection`, the loader registry and `resolve_model` (a leaf);
-- `openai_compat`: the client for OpenAI-compatible servers;
+- `openai_compat`: the client for OpenAI-compatible servers (`openai_request`: its lean
+  path's request, from public fields only);
 - `local`: local transformers models, whose concurrent calls `scheduler` generates together:
   rows of one `padded_batch` (its cache growing in place, `kv_cache`; prompt prefixes
   reused, `prefix_cache`), each row decoded by its own settings (`sampling`);
@@ -34,7 +35,7 @@ from sift_graph.models.specs import (
 
 _LAZY = {
     "OpenAICompatibleChatModel": "openai_compat",
-    "chat_completion_request": "openai_compat",
+    "chat_completion_request": "openai_request",
     "load_openai_model": "openai_spec",
     "LocalChatModel": "local",
     "default_model_path": "local",

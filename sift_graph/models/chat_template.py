@@ -10,8 +10,9 @@ _CHAT_ROLES = {"system": "system", "human": "user", "ai": "assistant"}
 
 
 def chat_prompt(tokenizer: Any, messages: list[BaseMessage]) -> str:
-    """The messages as the chat template writes them, ready for the model's reply."""
-    chat = [{"role": _chat_role(message), "content": message.content} for message in messages]
+    """The messages as the chat template writes them, ready for the model's reply. A local
+    model reads text: each message's content is its text blocks (`message.text`)."""
+    chat = [{"role": _chat_role(message), "content": message.text} for message in messages]
     return str(tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True))
 
 

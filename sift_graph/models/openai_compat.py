@@ -12,7 +12,7 @@ from weakref import WeakKeyDictionary
 
 import openai
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_openai import ChatOpenAI
 from pydantic import PrivateAttr, SecretStr
@@ -24,9 +24,9 @@ from sift_graph.models.openai_errors import (
     openai_errors_mapped,
     stream_errors_mapped,
 )
+from sift_graph.models.openai_request import chat_completion_payload, chat_completion_request, takes_lean_path
 from sift_graph.models.openai_stream import (
     StreamReader,
-    chat_completion_request,
     continuation_body,
     is_event_stream,
     server_continuation,
@@ -45,10 +45,19 @@ _AsyncEvents = openai.AsyncStream[dict[str, Any]]
 class OpenAICompatibleChatModel(ChatOpenAI):
     """`ChatOpenAI` for any OpenAI-compatible server.
 
-    Three differences from the stock client: the token limit goes out under the name the
-    server understands; a reasoning model's separate `reasoning_content` (vLLM, SGLang,
-    DeepSeek) is kept in `additional_kwargs` instead of being dropped; and a plain chat
-    completion (what SIFT makes) takes a lean path, below.
+    A plain chat completion (every call SIFT makes) takes a lean path, below, which differs
+    from the stock client in two more ways: the token limit goes out under the name the
+    server understands (`token_limit_param`), and a reasoning model's separate
+    `reasoning_content` (vLLM, SGLang, DeepSeek) is kept in `additional_kwargs`.
+
+    Any other call (tools, structured output, several choices, log probabilities, response
+    headers, the Responses API: see `openai_request`) is the stock `ChatOpenAI`'s, through its
+    documented extension points (`_generate`, `_stream`, ...), and behaves exactly as
+    `ChatOpenAI` does: it sends the token limit as `max_completion_tokens` and drops
+    `reasoning_content`. Neither can be changed there without ChatOpenAI's private request
+    and result hooks, which this class does not use; a server that knows only `max_tokens`
+    can be given it through `extra_body` on such calls. A model that only the Responses API
+    serves needs `use_responses_api=True` (the stock client guesses it from the name).
     """
 
     token_limit_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
@@ -91,14 +100,6 @@ class OpenAICompatibleChatModel(ChatOpenAI):
         key = self.openai_api_key  # a SecretStr as we build it (ChatOpenAI also takes a callable)
         return key.get_secret_value() if isinstance(key, SecretStr) else None
 
-    def _takes_lean_path(self, payload: dict[str, Any]) -> bool:
-        return not (
-            payload.get("stream")
-            or "response_format" in payload
-            or self.include_response_headers
-            or self._use_responses_api(payload)
-        )
-
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -106,8 +107,7 @@ class OpenAICompatibleChatModel(ChatOpenAI):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        payload = self._get_request_payload(messages, stop=stop, **kwargs)
-        if not self._takes_lean_path(payload):
+        if not takes_lean_path(self, kwargs):
             return super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
         return result_of_stream(self._stream(messages, stop=stop, **kwargs), run_manager)
 
@@ -118,8 +118,7 @@ class OpenAICompatibleChatModel(ChatOpenAI):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        payload = self._get_request_payload(messages, stop=stop, **kwargs)
-        if not self._takes_lean_path(payload):
+        if not takes_lean_path(self, kwargs):
             return await super()._agenerate(messages, stop=stop, run_manager=run_manager, **kwargs)
         return await aresult_of_stream(self._astream(messages, stop=stop, **kwargs), run_manager)
 
@@ -131,8 +130,8 @@ class OpenAICompatibleChatModel(ChatOpenAI):
     ) -> tuple[dict[str, Any], dict[str, Any], StreamReader, list[ChatGenerationChunk]]:
         """(the request's body, its options, its reader, the chunks that come before its
         events: the partial reply it continues, and its end if that used up the limit)."""
-        kwargs.pop("stream", None)
-        body, options = chat_completion_request(self._get_request_payload(messages, stop=stop, **kwargs))
+        payload = chat_completion_payload(self, messages, stop, kwargs, self.token_limit_param)
+        body, options = chat_completion_request(payload)
         body.update(stream=True, stream_options={"include_usage": True})
         if not self._streams_count_usage:
             body = uncounted_body(body)
@@ -170,7 +169,7 @@ class OpenAICompatibleChatModel(ChatOpenAI):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        if not self._takes_lean_path(self._get_request_payload(messages, stop=stop, **kwargs)):
+        if not takes_lean_path(self, kwargs):
             yield from super()._stream(messages, stop=stop, run_manager=run_manager, **kwargs)
             return
         body, options, reader, lead = self._prepared(messages, stop, kwargs, self._continuation())
@@ -206,7 +205,7 @@ class OpenAICompatibleChatModel(ChatOpenAI):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        if not self._takes_lean_path(self._get_request_payload(messages, stop=stop, **kwargs)):
+        if not takes_lean_path(self, kwargs):
             async for stock_chunk in super()._astream(messages, stop=stop, run_manager=run_manager, **kwargs):
                 yield stock_chunk
             return
@@ -269,20 +268,3 @@ class OpenAICompatibleChatModel(ChatOpenAI):
             raise self._malformed(problem)
         checked: dict[str, Any] = response
         return checked
-
-    def _get_request_payload(self, input_: Any, *, stop: list[str] | None = None, **kwargs: Any) -> dict[str, Any]:
-        payload = super()._get_request_payload(input_, stop=stop, **kwargs)
-        limit = payload.pop("max_completion_tokens", None) or payload.pop("max_tokens", None)
-        if limit is not None:
-            payload[self.token_limit_param] = limit
-        return payload
-
-    def _create_chat_result(self, response: Any, generation_info: dict[str, Any] | None = None) -> ChatResult:
-        result = super()._create_chat_result(response, generation_info)
-        raw = response if isinstance(response, dict) else response.model_dump()
-        for generation, choice in zip(result.generations, raw.get("choices") or [], strict=False):
-            message = choice.get("message") or {}
-            reasoning = message.get("reasoning_content") or message.get("reasoning")
-            if reasoning and isinstance(generation.message, AIMessage):
-                generation.message.additional_kwargs["reasoning_content"] = reasoning
-        return result

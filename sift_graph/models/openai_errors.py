@@ -13,11 +13,8 @@ import openai
 from sift_graph.faults import redact
 
 NO_KEY = "no-key"  # local servers ignore the key, but the client insists on one
-# langchain-openai's own mappers of SDK errors to its error types (context overflow,
-# auth, rate limit, ...). They are private to it, so they are looked up, not imported:
-# if an upgrade moves them, the SDK's own errors are raised instead (still the types
-# `faults` classifies), and tests/test_openai_faults.py fails loudly to say so.
-ERROR_MAPPERS = ("_handle_openai_bad_request", "_handle_openai_api_error")
+CONTEXT_OVERFLOW_CODE = "context_length_exceeded"
+"""The error code OpenAI's API gives a prompt longer than the model's context."""
 
 
 def chat_completion_problem(response: Any) -> str | None:
@@ -33,13 +30,6 @@ def chat_completion_problem(response: Any) -> str | None:
     if not all(isinstance(choice, dict) and isinstance(choice.get("message"), dict) for choice in choices):
         return "a choice with no message"
     return None
-
-
-def stock_error_mappers() -> dict[str, Any]:
-    """langchain-openai's error mappers that this version still has, by name."""
-    from langchain_openai.chat_models import base as openai_base
-
-    return {name: mapper for name in ERROR_MAPPERS if callable(mapper := getattr(openai_base, name, None))}
 
 
 def transport_errors() -> tuple[type[Exception], ...]:
@@ -66,23 +56,48 @@ def stream_errors_mapped(request: Any) -> Iterator[None]:
         raise openai.APIConnectionError(message=f"the stream broke off: {error}", request=request) from error
 
 
+def langchain_error(error: openai.APIError) -> openai.APIError:
+    """`error` as the LangChain type langchain-openai raises for it (both an SDK error and a
+    `langchain_core.exceptions` model error: `ContextOverflowError`, `ModelRateLimitError`,
+    ...), or `error` itself when it has none. The types are langchain-openai's public
+    ones; which SDK error becomes which is checked against the stock client by
+    tests/test_openai_faults.py."""
+    from langchain_core.exceptions import LangChainException
+    from langchain_openai.chat_models import base as stock
+
+    if isinstance(error, LangChainException):  # mapped already
+        return error
+    if isinstance(error, openai.BadRequestError):
+        overflow = error.code == CONTEXT_OVERFLOW_CODE
+        bad_request = stock.OpenAIContextOverflowError if overflow else stock.OpenAIInvalidRequestError
+        return bad_request(error.message, response=error.response, body=error.body)
+    if isinstance(error, openai.APITimeoutError):
+        return stock.OpenAITimeoutError(request=error.request)
+    if isinstance(error, openai.APIConnectionError):
+        return stock.OpenAIConnectionError(message=error.message, request=error.request)
+    if not isinstance(error, openai.APIStatusError):
+        return error
+    status_kinds: dict[type[openai.APIError], type[openai.APIStatusError]] = {
+        openai.AuthenticationError: stock.OpenAIAuthenticationError,
+        openai.PermissionDeniedError: stock.OpenAIPermissionDeniedError,
+        openai.NotFoundError: stock.OpenAIModelNotFoundError,
+        openai.RateLimitError: stock.OpenAIRateLimitError,
+        openai.InternalServerError: stock.OpenAIAPIError,
+    }
+    status_kind = status_kinds.get(type(error))
+    return error if status_kind is None else status_kind(error.message, response=error.response, body=error.body)
+
+
 @contextmanager
 def openai_errors_mapped() -> Iterator[None]:
     """Map SDK errors as the stock client does, so the lean path and the stock one fail alike."""
-    import openai
-
     try:
         yield
-    except openai.BadRequestError as error:
-        mapper = stock_error_mappers().get("_handle_openai_bad_request")
-        if mapper is not None:
-            mapper(error)
-        raise
     except openai.APIError as error:
-        mapper = stock_error_mappers().get("_handle_openai_api_error")
-        if mapper is not None:
-            mapper(error)
-        raise
+        mapped = langchain_error(error)
+        if mapped is error:
+            raise
+        raise mapped from error
 
 
 def _redacted(value: Any, secret: str) -> Any:

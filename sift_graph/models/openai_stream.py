@@ -31,27 +31,12 @@ from langchain_core.outputs import ChatGenerationChunk
 from sift_graph.models.streaming import text_chunk, usage
 from sift_graph.partials import Continuation, Partial, current_partial
 
-# Request keys the OpenAI SDK takes as call options rather than as body fields.
-_REQUEST_OPTION_KEYS = {"extra_headers": "headers", "extra_query": "params", "timeout": "timeout"}
-
 CONTINUING_SERVERS: dict[str, Continuation] = {
     "llamacpp": "prefill",
     "vllm": "continue_final_message",
     "sglang": "continue_final_message",
 }
 """`owned_by` of a server's models -> how it continues a trailing assistant message."""
-
-
-def chat_completion_request(payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """ChatOpenAI's request payload -> (JSON body, request options) for the SDK's raw
-    `post`: what `chat.completions.create(**payload)` would send."""
-    body = dict(payload)
-    extra_body = body.pop("extra_body", None) or {}
-    options = {
-        option: value for key, option in _REQUEST_OPTION_KEYS.items() if (value := body.pop(key, None)) is not None
-    }
-    body.update(extra_body)
-    return body, options
 
 
 def whole_completion(response: Any, checked: Callable[[Any], dict[str, Any]]) -> list[dict[str, Any]]:

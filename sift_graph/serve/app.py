@@ -6,8 +6,9 @@ its runs read-only under `/view` (`sift view`'s pages over this server's own sto
 Handlers stay thin: `protocol` reads the request, `service` runs SIFT, `payloads`
 writes the answer, `errors` maps what failed. Every run's thread id is in the
 `x-sift-thread-id` header (and the `sift` object). A client that hangs up cancels its
-run: a plain request is watched for the disconnect while it waits, and a stream stops
-when Starlette sees its client go.
+run: a plain request is watched for the disconnect while it waits, and a stream
+(sse-starlette's `EventSourceResponse`) stops when it sees its client go. A stream with
+nothing to send for a while (a long model call) carries keep-alive pings.
 
 `app_from_env()` is the same app for the LangGraph server (langgraph.json `http.app`),
 configured from the environment (`settings.settings_from_env`).
@@ -24,9 +25,10 @@ from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+from sse_starlette import EventSourceResponse
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from sift_graph.live import LiveText, StageText
@@ -38,15 +40,15 @@ from sift_graph.serve.payloads import (
     Stamp,
     chunk_payload,
     completion_payload,
+    event_data,
     finish_reason,
     models_payload,
     sift_extension,
-    sse,
     usage_chunk_payload,
 )
 from sift_graph.serve.protocol import ChatRequest, context_for, parse_chat_request
 from sift_graph.serve.service import Run, RunFinished, RunItem, SiftService
-from sift_graph.serve.settings import settings_from_env
+from sift_graph.serve.settings import SHUTDOWN_TIMEOUT_S, settings_from_env
 from sift_graph.view import create_view_app
 
 THREAD_HEADER = "x-sift-thread-id"
@@ -56,7 +58,10 @@ CLIENT_CLOSED_STATUS = 499  # never seen by the client: only the access log show
 MAX_BODY_BYTES = 1 << 20
 """The largest request body read (1 MiB: a longest question, MAX_QUESTION_CHARS, fits
 even with every character escaped); a larger one is answered 413 before it is read."""
-_STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+PING_INTERVAL_S = 15
+"""Seconds between keep-alive pings on a stream with nothing else to send: a stage's model
+call can take minutes without an event, and a proxy closes a connection idle for long
+(often a minute). A ping is an SSE comment line (`: ping ...`), which clients ignore."""
 logger = logging.getLogger("sift_graph.serve")
 T = TypeVar("T")
 
@@ -118,8 +123,9 @@ async def _json_body(request: Request) -> Any:
 class OpenAIRoutes:
     """The route handlers, over one SiftService."""
 
-    def __init__(self, service: SiftService) -> None:
+    def __init__(self, service: SiftService, ping_interval_s: float = PING_INTERVAL_S) -> None:
         self.service = service
+        self.ping_interval_s = ping_interval_s
 
     def _error(self, exc: BaseException, headers: dict[str, str] | None = None) -> ApiError:
         error = api_error_for(exc, secrets=(self.service.settings.context.api_key, os.environ.get("OPENAI_API_KEY")))
@@ -153,8 +159,7 @@ class OpenAIRoutes:
                 # fails at once still gets its status (502, 504) rather than a 200.
                 first = await until_disconnected(request, run.next())
                 streaming = True
-                body = self._chunks(run, chat, first, stamp)
-                return StreamingResponse(body, media_type="text/event-stream", headers={**headers, **_STREAM_HEADERS})
+                return self._event_stream(self._chunks(run, chat, first, stamp), headers)
             events, output = await until_disconnected(request, run.collect())
             return JSONResponse(completion_payload(output, events, stamp), headers=headers)
         except ClientDisconnected:
@@ -165,12 +170,25 @@ class OpenAIRoutes:
             if not streaming:
                 run.cancel()
 
+    def _event_stream(self, events: AsyncIterator[str], headers: dict[str, str]) -> EventSourceResponse:
+        """The events (each one's data) as server-sent events, as OpenAI frames them."""
+        return EventSourceResponse(
+            events,
+            headers=headers,
+            ping=self.ping_interval_s,
+            sep="\n",  # OpenAI's framing: `data: ...` and a blank line, "\n\n" (sse-starlette's default is CRLF)
+            # On the server's exit signal sse-starlette would cut every stream at once; instead
+            # a stream has the server's whole shutdown, in which its run ends (`sift serve`
+            # cancels it after its grace period) and it is answered: an error event, [DONE].
+            shutdown_grace_period=SHUTDOWN_TIMEOUT_S,
+        )
+
     async def _chunks(self, run: Run, chat: ChatRequest, first: RunItem, stamp: Stamp) -> AsyncIterator[str]:
         """The stream: each stage's tokens as reasoning while they are generated (`live`)
         and its event when it is in, then the solution, the finish (with the `sift`
         object), the usage if asked for, and [DONE]."""
         try:
-            yield sse(chunk_payload({"role": "assistant", "content": ""}, stamp))
+            yield event_data(chunk_payload({"role": "assistant", "content": ""}, stamp))
             events, item, live = [], first, LiveText()
             while not isinstance(item, RunFinished):
                 if isinstance(item, StageText):
@@ -179,27 +197,28 @@ class OpenAIRoutes:
                     events.append(item)
                     reasoning = live.line(format_event(item))
                 if reasoning:
-                    yield sse(chunk_payload({"reasoning_content": reasoning}, stamp))
+                    yield event_data(chunk_payload({"reasoning_content": reasoning}, stamp))
                 item = await run.next()
             if rest := live.flush():
-                yield sse(chunk_payload({"reasoning_content": rest}, stamp))
+                yield event_data(chunk_payload({"reasoning_content": rest}, stamp))
             output = item.output
-            yield sse(chunk_payload({"content": output.get("response") or ""}, stamp))
+            yield event_data(chunk_payload({"content": output.get("response") or ""}, stamp))
             extension = sift_extension(output, run.thread_id)
-            yield sse(chunk_payload({}, stamp, finish=finish_reason(events), sift=extension))
+            yield event_data(chunk_payload({}, stamp, finish=finish_reason(events), sift=extension))
             if chat.include_usage:
-                yield sse(usage_chunk_payload(output.get("usage") or {}, stamp))
+                yield event_data(usage_chunk_payload(output.get("usage") or {}, stamp))
             yield DONE
         except Exception as exc:  # the status is sent: the error goes as an event, as OpenAI's does
-            yield sse(self._error(exc, {THREAD_HEADER: run.thread_id}).body())
+            yield event_data(self._error(exc, {THREAD_HEADER: run.thread_id}).body())
             yield DONE  # the stream still ends as every stream does
         finally:
             run.cancel()
 
 
-def create_app(service: SiftService) -> Starlette:
-    """The OpenAI-compatible app over `service`; its lifespan opens the service."""
-    routes = OpenAIRoutes(service)
+def create_app(service: SiftService, *, ping_interval_s: float = PING_INTERVAL_S) -> Starlette:
+    """The OpenAI-compatible app over `service`; its lifespan opens the service.
+    `ping_interval_s`: seconds between keep-alive pings on an idle stream."""
+    routes = OpenAIRoutes(service, ping_interval_s)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

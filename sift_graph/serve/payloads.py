@@ -22,13 +22,14 @@ from sift_graph.events import StageEvent
 from sift_graph.serve.settings import MODEL_ID
 from sift_graph.state import RoleUsage, total_usage
 
-DONE = "data: [DONE]\n\n"
-"""The last server-sent event of a stream."""
+DONE = "[DONE]"
+"""The data of a stream's last server-sent event (OpenAI's end of stream)."""
 
 
-def sse(data: Mapping[str, Any]) -> str:
-    """One server-sent event."""
-    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+def event_data(payload: Mapping[str, Any]) -> str:
+    """A payload as the data of one server-sent event: JSON on one line (the response,
+    `EventSourceResponse`, frames it as `data: ...`)."""
+    return json.dumps(payload, ensure_ascii=False)
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,10 @@ class ChatRequest:
 
 
 def _text_of(content: Any, where: str) -> str:
+    # Not langchain-core's `message.text`: this reads a client's raw JSON at the HTTP
+    # boundary, where a part SIFT cannot read (an image) or a malformed one is a 400 naming
+    # the message, not silently dropped as `.text` drops it; and a client's text parts are
+    # separate lines of its message, so they are joined by a newline, not run together.
     if content is None:
         return ""
     if isinstance(content, str):

@@ -29,6 +29,13 @@ MODEL_ID = "sift"
 """The one model a server lists and answers as (`model` in every request)."""
 DEFAULT_MAX_CONCURRENCY = 16
 MAX_CONCURRENCY_ENV = "SIFT_MAX_CONCURRENCY"
+GRACEFUL_SHUTDOWN_S = 5
+"""Seconds that requests still open when `sift serve` stops (Ctrl-C) get to finish
+before their runs are cancelled."""
+ANSWER_CANCELLED_S = 5
+"""Seconds, after that, for each of them to be answered that its run was cancelled."""
+SHUTDOWN_TIMEOUT_S = GRACEFUL_SHUTDOWN_S + ANSWER_CANCELLED_S
+"""The longest a stopping server waits for its open requests, streams included."""
 
 
 @dataclass(frozen=True, kw_only=True)

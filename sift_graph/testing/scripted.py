@@ -162,7 +162,7 @@ class ScriptedChatModel(BaseChatModel):
     def _begin(self, role: str, messages: list[BaseMessage]) -> tuple[str, dict[str, Any], float]:
         reply = self._start(role)
         self._log("start", role, reply["call"])
-        return str(messages[-1].content), reply, time.monotonic()
+        return messages[-1].text, reply, time.monotonic()
 
     def _finish(
         self, role: str, prompt: str, kwargs: dict[str, Any], started: float, call: int, outcome: str = "finish"
