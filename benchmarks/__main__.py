@@ -62,8 +62,10 @@ def overhead_rows(args: argparse.Namespace) -> list[Row]:
         if r.skipped:
             rows.append(_row("1 overhead", name, f"skipped: {r.skipped}", f"<= {r.target_ms} ms/call", None))
             continue
+        over = r.over_floor_ms_per_call
+        beside = "" if over is None else f"; over the floor beside it {over:+.2f}"
         value = (
-            f"{r.extra_ms_per_call:+.2f} ms/call (cpu {r.extra_cpu_ms_per_call:+.2f}; "
+            f"{r.extra_ms_per_call:+.2f} ms/call (cpu {r.extra_cpu_ms_per_call:+.2f}{beside}; "
             f"question {r.graph_ms:.1f} vs plain {r.plain_ms:.1f} ms)"
         )
         target = "-" if r.target_ms is None else f"<= {r.target_ms} ms/call"

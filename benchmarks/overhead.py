@@ -13,6 +13,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack, ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,9 @@ class OverheadResult:
     target_ms: float | None
     extra_cpu_ms_per_call: float = 0.0  # the same in process CPU time: steadier on a busy machine
     skipped: str | None = None
+    # extra_ms_per_call less the LangGraph floor (the canned graph, in-memory saver) timed
+    # in the same interleaved batches: the SIFT share, steady when the machine is not.
+    over_floor_ms_per_call: float | None = None
 
 
 def _setting(kind: str, folder: Path, postgres_url: str | None) -> str | None:
@@ -106,24 +110,37 @@ async def measure_async(kind: str, setting: str | None, workload: str, batch: in
             model = _model(workload)
             await aplain_sift(model, QUESTION, SiftContext(model=model))
 
-        for warm in (run_plain, run_graph):
+        # A checkpointed row times the floor (memory saver) in the same batches beside it.
+        runners = [run_plain, run_graph, *([await floor_runner(workload, memory=True)] if saver else [])]
+        for warm in runners:
             for _ in range(3):
                 await warm()
-        times: dict[Any, list[tuple[float, float]]] = {run_plain: [], run_graph: []}
+        times: dict[Any, list[tuple[float, float]]] = {runner: [] for runner in runners}
         for _ in range(repeats):
-            for runner in (run_plain, run_graph):
+            for runner in runners:
                 wall, cpu = time.perf_counter(), time.process_time()
                 for _ in range(batch):
                     await runner()
                 times[runner].append(((time.perf_counter() - wall) / batch, (time.process_time() - cpu) / batch))
-    return _result("async", kind, times[run_plain], times[run_graph], calls)
+    floor = times[runners[2]] if saver else None
+    return _result("async", kind, times[run_plain], times[run_graph], calls, floor)
 
 
 def _result(
-    path: str, kind: str, plain: list[tuple[float, float]], graph: list[tuple[float, float]], calls: int
+    path: str,
+    kind: str,
+    plain: list[tuple[float, float]],
+    graph: list[tuple[float, float]],
+    calls: int,
+    floor: list[tuple[float, float]] | None = None,
 ) -> OverheadResult:
     # Pair each graph batch with the plain batch just before it, then take the median.
     extra = statistics.median((g[0] - p[0]) / calls for p, g in zip(plain, graph, strict=True))
+    over_floor = (
+        None
+        if floor is None
+        else statistics.median((g[0] - p[0] - f[0]) / calls for p, g, f in zip(plain, graph, floor, strict=True))
+    )
     extra_cpu = statistics.median((g[1] - p[1]) / calls for p, g in zip(plain, graph, strict=True))
     return OverheadResult(
         path=path,
@@ -133,6 +150,7 @@ def _result(
         extra_ms_per_call=extra * 1000,
         target_ms=TARGETS_MS[kind],
         extra_cpu_ms_per_call=extra_cpu * 1000,
+        over_floor_ms_per_call=None if over_floor is None else over_floor * 1000,
     )
 
 
@@ -178,31 +196,38 @@ def canned_graph(workload: str):
     return builder
 
 
-async def measure_floor(workload: str = "cascade", batch: int = 10, repeats: int = 7, memory: bool = False) -> float:
-    """Median ms per model call of the canned graph (async path; no checkpointer, or the
-    in-memory one with durability='sync'): the part of the overhead that is LangGraph's
-    own, before any SIFT code runs."""
+async def floor_runner(workload: str = "cascade", memory: bool = False) -> Callable[[], Awaitable[Any]]:
+    """One question through the canned graph (async path; no checkpointer, or the in-memory
+    one with durability='sync'), checked first to replay the recorded run."""
     from langgraph.checkpoint.memory import InMemorySaver
 
     graph = canned_graph(workload).compile(checkpointer=InMemorySaver() if memory else None)
     context = SiftContext()
     options: dict[str, Any] = {"durability": DURABILITY} if memory else {}
 
-    def config() -> dict | None:
-        return {"configurable": {"thread_id": uuid.uuid4().hex}} if memory else None
+    async def run() -> Any:
+        config = {"configurable": {"thread_id": uuid.uuid4().hex}} if memory else None
+        return await graph.ainvoke({"question": QUESTION}, config, context=context, **options)
 
-    result = await graph.ainvoke({"question": QUESTION}, config(), context=context, **options)
+    result = await run()
     if len(result["rounds"]) != len(
         build_sift_graph()
         .compile()
         .invoke({"question": QUESTION}, context=SiftContext(model=_model(workload)))["rounds"]
     ):
         raise RuntimeError("the canned graph did not replay the recorded run")
+    return run
+
+
+async def measure_floor(workload: str = "cascade", batch: int = 10, repeats: int = 7, memory: bool = False) -> float:
+    """Median ms per model call of the canned graph (see `floor_runner`): the part of the
+    overhead that is LangGraph's own, before any SIFT code runs."""
+    run = await floor_runner(workload, memory)
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
         for _ in range(batch):
-            await graph.ainvoke({"question": QUESTION}, config(), context=context, **options)
+            await run()
         times.append((time.perf_counter() - started) / batch)
     return statistics.median(times) * 1000 / CALLS[workload]
 

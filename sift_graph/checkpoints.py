@@ -218,15 +218,15 @@ class SqliteFileSaver(SqliteSaver):
 
     LangGraph's `AsyncSqliteSaver` sends every statement, fetch and commit through
     aiosqlite's worker thread, each a round trip between threads: 3-4 per saver call,
-    28 saver calls per cascade question under durability="sync". Measured on the async
-    path (`benchmarks/overhead.py`, cascade, four interleaved runs on one shared core,
-    ms per model call over the plain cascade, with the in-memory saver beside it):
-    this saver +1.04 ms (CPU) / +1.81 ms over the LangGraph floor (wall), AsyncSqliteSaver
-    +1.52 / +3.33, memory +0.78 / +0.79. A write here is a few tens of microseconds of
-    local I/O (WAL, no fsync on commit), done on the event loop like the serialization
-    around it: right for one run per process (`sift solve`, evaluations), not for a
-    server's event loop (:func:`aopen_sqlite_saver`). One connection serves both faces;
-    the saver's lock keeps them apart.
+    28 saver calls per cascade question under durability="sync". Measured with
+    `python -m benchmarks --only overhead` (async path, cascade, ms per model call over
+    the plain cascade; medians of three runs on a shared two-core machine): this saver
+    +1.00 wall / +0.89 CPU, `AsyncSqliteSaver` +1.22 / +1.17 (its row there). A write
+    here is a few tens of microseconds of local I/O (WAL, no fsync on commit), done on
+    the event loop like the serialization around it: right for one run per process
+    (`sift solve`, evaluations), not for a server's event loop
+    (:func:`aopen_sqlite_saver`). One connection serves both faces; the saver's lock
+    keeps them apart.
     """
 
     @classmethod
