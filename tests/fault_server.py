@@ -24,6 +24,8 @@ per event, `token_delay` seconds apart, and a last event with the usage when ask
 continuation) is answered as llama.cpp's server does: the role's reply goes on after the
 text it was given (which must be the start of that reply), and only for the tokens
 the request's `max_tokens` leaves. `owned_by` is what `/models` says serves the model.
+A client's usage probe (the one-token stream that asks whether streams carry usage) is
+answered as asked, outside any plan, and kept in `probes` rather than `requests`.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from collections import defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from sift_graph.models.openai_stream import USAGE_PROBE_PROMPT
 from sift_graph.prompts import role_of_prompt
 
 MAX_WAIT_S = 60.0  # an `until` whose event is never set still ends
@@ -61,6 +64,9 @@ class FaultServer:
         self._served: dict[str, int] = {}
         self.plan: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.requests: list[dict[str, Any]] = []
+        """The chat completion requests received, usage probes aside (see `probes`)."""
+        self.probes: list[dict[str, Any]] = []
+        """The one-token requests a client sent to learn whether streams carry usage."""
         self.headers: list[dict[str, str]] = []
         self._lock = threading.Lock()
         self._in_flight = 0
@@ -130,6 +136,11 @@ class FaultServer:
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if user_prompt(body) == USAGE_PROBE_PROMPT:  # answered as asked, outside any plan
+                    with server._lock:
+                        server.probes.append(body)
+                    self._stream(body, USAGE_PROBE_PROMPT, {"content": "OK", "probe": True})
+                    return
                 with server._lock:
                     server.requests.append(body)
                     server.headers.append({key.lower(): value for key, value in self.headers.items()})
@@ -250,7 +261,8 @@ class FaultServer:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
                 with server._lock:
-                    server.streamed_tokens.append(sent)
+                    if not action.get("probe"):
+                        server.streamed_tokens.append(sent)
                 self.close_connection = True
 
             def _event(self, data: dict[str, Any]) -> None:

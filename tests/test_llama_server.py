@@ -4,11 +4,13 @@ fixture of conftest.py."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from typing import Any
 
 import pytest
 from langchain_core.callbacks import BaseCallbackHandler
+from langgraph.types import RetryPolicy
 
 from sift_graph import SiftContext, build_sift_graph
 from sift_graph.calls import TAG_PREFIX
@@ -75,3 +77,25 @@ def test_the_sync_path_and_the_token_limit(llama_server):
     first = result["rounds"][0]
     assert first["predict_sticker"]["truncated"] or result["usage"]["predict_sticker"]["output_tokens"] < 8
     assert all(usage["output_tokens"] <= 8 * usage["calls"] for usage in result["usage"].values())
+
+
+async def test_runs_at_once_on_one_model(llama_server):
+    """llama-cpp-python's server ends a stream in flight when another request comes (its
+    `interrupt_requests`, on by default) and its streams carry no usage: the model's usage
+    probe finds that out before any call, so calls made at once are asked whole and none
+    is cut off (a `sift eval --concurrency 2` on this server failed every question so)."""
+    context = SiftContext(
+        model="openai:smollm2",
+        base_url=llama_server,
+        max_tokens=24,
+        forward_rounds=0,
+        inverse_rounds=0,
+        request_timeout=299,  # a model of its own (the timeout is in its key): not yet probed
+        cache="off",
+    )
+    graph = build_sift_graph(retry_policy=RetryPolicy(max_attempts=1)).compile()  # a cut stream fails the run
+    results = await asyncio.gather(*(graph.ainvoke({"question": QUESTION}, context=context) for _ in range(2)))
+    for result in results:
+        calls = sum(usage["calls"] for usage in result["usage"].values())
+        assert calls == (3 if result["consensus_round"] == 1 else 4)
+        assert all(usage["output_tokens"] > 0 for usage in result["usage"].values() if usage["calls"])

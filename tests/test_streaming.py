@@ -4,6 +4,7 @@ against a slow streaming server on loopback."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import sqlite3
 from pathlib import Path
@@ -103,9 +104,10 @@ def test_a_dropped_stream_is_continued_by_the_retry_and_each_token_counted_once(
 
 
 @pytest.mark.parametrize("invoke", ["sync", "async"])
-async def test_a_server_whose_streams_carry_no_usage_is_counted_from_whole_replies(invoke):
-    """llama-cpp-python's server ignores `stream_options.include_usage`: the first reply is
-    asked again whole to be counted, and every later call of that model is asked whole."""
+async def test_a_server_whose_streams_carry_no_usage_is_asked_whole(invoke):
+    """llama-cpp-python's server ignores `stream_options.include_usage`: a one-token probe
+    finds that out before the model's first call, and every call is asked whole, counted
+    by the server (no reply is generated twice)."""
     server = FaultServer(flatten(script_for(["4"], ["4"])), stream_usage=False).start()
     try:
         graph = build_sift_graph().compile()
@@ -115,14 +117,31 @@ async def test_a_server_whose_streams_carry_no_usage_is_counted_from_whole_repli
         result = await result if invoke == "async" else result
     finally:
         server.stop()
-    streamed = [request for request in server.requests if request.get("stream")]
-    assert len(streamed) == 1 and len(server.requests) == 3 + 1  # 3 calls; the first asked twice
+    [probe] = server.probes
+    assert probe["stream"] and probe["max_tokens"] == 1 and probe["model"] == "test-model"
+    assert len(server.requests) == 3  # the three calls, each once
+    assert not any(request.get("stream") or "stream_options" in request for request in server.requests)
     usage = result["usage"]
     assert sum(role["calls"] for role in usage.values()) == 3
-    for request in server.requests[1:]:
-        assert not request.get("stream") and "stream_options" not in request
     for role in usage.values():
         assert role["input_tokens"] > 0 and role["output_tokens"] > 0
+
+
+@pytest.mark.parametrize("stream_usage", [True, False])
+async def test_calls_made_at_once_wait_for_one_usage_probe(stream_usage):
+    """Runs started at once on one model send one probe, and no call streams before its
+    answer is known: llama-cpp-python's server ends a stream in flight when another
+    request comes, so there no call may stream beside another (they are all asked whole)."""
+    server = FaultServer(flatten(script_for(["4"], ["4"])), stream_usage=stream_usage).start()
+    try:
+        graph = build_sift_graph().compile()
+        context = context_for(server, cache="off", request_timeout=4.5)  # a model of its own (timeout in its key)
+        results = await asyncio.gather(*(graph.ainvoke({"question": QUESTION}, context=context) for _ in range(3)))
+    finally:
+        server.stop()
+    assert len(server.probes) == 1
+    assert all(result["answer"] == "4" for result in results) and len(server.requests) == 3 * 3
+    assert all(bool(request.get("stream")) == stream_usage for request in server.requests)
 
 
 def test_a_server_that_cannot_continue_restarts_the_call(server, tmp_path):

@@ -4,9 +4,8 @@ llama.cpp's server, OpenAI itself."""
 from __future__ import annotations
 
 import asyncio
-import json
+import threading
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
 from typing import Any, ClassVar, Literal
 from weakref import WeakKeyDictionary
 
@@ -17,29 +16,33 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_openai import ChatOpenAI
 from pydantic import PrivateAttr, SecretStr
 
-from sift_graph.faults import MalformedReplyError
-from sift_graph.models.openai_errors import (
-    chat_completion_problem,
-    key_kept_out_of_errors,
-    openai_errors_mapped,
-    stream_errors_mapped,
-)
 from sift_graph.models.openai_request import chat_completion_payload, chat_completion_request, takes_lean_path
 from sift_graph.models.openai_stream import (
     StreamReader,
     continuation_body,
-    is_event_stream,
     server_continuation,
     tokens_left,
     uncounted_body,
     usage_of_completion,
-    whole_completion,
+    usage_probe_body,
 )
+from sift_graph.models.openai_transport import Transport
 from sift_graph.models.streaming import aresult_of_stream, continued_chunk, result_of_stream, text_chunk, usage
 from sift_graph.partials import Continuation, current_partial
 
-_Events = openai.Stream[dict[str, Any]]
-_AsyncEvents = openai.AsyncStream[dict[str, Any]]
+# One usage probe at a time in a process (see `usage_probe_body`): a server that ends a
+# stream when another request comes must see the probe alone. A probe is one token, so
+# calls that wait for it wait a moment, once per model.
+_PROBE_LOCK = threading.Lock()
+_probe_locks_by_loop: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = WeakKeyDictionary()
+
+
+def _async_probe_lock() -> asyncio.Lock:
+    loop = asyncio.get_running_loop()
+    lock = _probe_locks_by_loop.get(loop)
+    if lock is None:
+        lock = _probe_locks_by_loop[loop] = asyncio.Lock()
+    return lock
 
 
 class OpenAICompatibleChatModel(ChatOpenAI):
@@ -64,11 +67,12 @@ class OpenAICompatibleChatModel(ChatOpenAI):
     generates_by_streaming: ClassVar[bool] = True  # every call streams (see `models.streaming`)
 
     _server_continuation: Continuation | None = PrivateAttr(default=None)  # once asked (`auto`)
-    # Whether the server's streams say what a reply cost. A server that ignores
-    # `stream_options.include_usage` (llama-cpp-python's) is found out by its first reply,
-    # which is then asked again whole to be counted (once per model), and is asked whole
-    # from then on: token accounting is never guessed.
-    _streams_count_usage: bool = PrivateAttr(default=True)
+    # Whether the server's streams say what a reply cost (None: not yet asked). A one-token
+    # probe asks before the model's first stream; a server that ignores
+    # `stream_options.include_usage` (llama-cpp-python's) is asked whole from then on, and
+    # a reply whose stream is uncounted all the same is asked again whole: token
+    # accounting is never guessed.
+    _streams_count_usage: bool | None = PrivateAttr(default=None)
     _clients_by_loop: WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = PrivateAttr(default_factory=WeakKeyDictionary)
 
     def _async_client(self) -> Any:
@@ -133,8 +137,6 @@ class OpenAICompatibleChatModel(ChatOpenAI):
         payload = chat_completion_payload(self, messages, stop, kwargs, self.token_limit_param)
         body, options = chat_completion_request(payload)
         body.update(stream=True, stream_options={"include_usage": True})
-        if not self._streams_count_usage:
-            body = uncounted_body(body)
         call = current_partial()
         if call is None or call.found is None or how == "restart":
             return body, options, StreamReader(), []
@@ -176,27 +178,24 @@ class OpenAICompatibleChatModel(ChatOpenAI):
         yield from lead
         if reader.ended_before(lead):
             return
-        with key_kept_out_of_errors(self._key()), openai_errors_mapped(), self._malformed_replies_named():
-            events = self.root_client.post(
-                "/chat/completions", body=body, options=options, cast_to=dict, stream=True, stream_cls=_Events
-            )
-            try:
-                with stream_errors_mapped(events.response.request):
-                    for event in (
-                        events if is_event_stream(events.response) else whole_completion(events.response, self._checked)
-                    ):
-                        if (chunk := reader.read(event)) is not None:
-                            yield chunk
-            finally:
-                events.close()
-        self._check_ended(reader, events.response.request)
+        transport = Transport(self.root_client, self._key())
+        if self._streams_count_usage is None:
+            with _PROBE_LOCK:
+                if self._streams_count_usage is None:
+                    probe = StreamReader(records=False)
+                    for _ in transport.chunks(usage_probe_body(body, self.token_limit_param), options, probe):
+                        pass
+                    self._streams_count_usage = probe.counted
+        if not self._streams_count_usage:
+            body = uncounted_body(body)
+        yield from transport.chunks(body, options, reader)
         if not reader.counted and body.get("stream"):
             self._streams_count_usage = False
-            with key_kept_out_of_errors(self._key()), openai_errors_mapped(), self._malformed_replies_named():
+            with transport.errors_mapped():
                 whole = self.root_client.post(
                     "/chat/completions", body=uncounted_body(body), options=options, cast_to=dict
                 )
-            yield usage_of_completion(self._checked(whole), reader.continued_from)
+            yield usage_of_completion(transport.checked(whole), reader.continued_from)
 
     async def _astream(
         self,
@@ -216,55 +215,22 @@ class OpenAICompatibleChatModel(ChatOpenAI):
             yield leading
         if reader.ended_before(lead):
             return
-        with key_kept_out_of_errors(self._key()), openai_errors_mapped(), self._malformed_replies_named():
-            events = await self._async_client().post(
-                "/chat/completions", body=body, options=options, cast_to=dict, stream=True, stream_cls=_AsyncEvents
-            )
-            try:
-                with stream_errors_mapped(events.response.request):
-                    if is_event_stream(events.response):
-                        async for event in events:
-                            if (chunk := reader.read(event)) is not None:
-                                yield chunk
-                    else:
-                        await events.response.aread()
-                        for event in whole_completion(events.response, self._checked):
-                            if (chunk := reader.read(event)) is not None:
-                                yield chunk
-            finally:
-                await events.close()
-        self._check_ended(reader, events.response.request)
+        transport = Transport(self._async_client(), self._key())
+        if self._streams_count_usage is None:
+            async with _async_probe_lock():
+                if self._streams_count_usage is None:
+                    probe = StreamReader(records=False)
+                    async for _ in transport.achunks(usage_probe_body(body, self.token_limit_param), options, probe):
+                        pass
+                    self._streams_count_usage = probe.counted
+        if not self._streams_count_usage:
+            body = uncounted_body(body)
+        async for chunk in transport.achunks(body, options, reader):
+            yield chunk
         if not reader.counted and body.get("stream"):
             self._streams_count_usage = False
-            with key_kept_out_of_errors(self._key()), openai_errors_mapped(), self._malformed_replies_named():
-                whole = await self._async_client().post(
+            with transport.errors_mapped():
+                whole = await transport.client.post(
                     "/chat/completions", body=uncounted_body(body), options=options, cast_to=dict
                 )
-            yield usage_of_completion(self._checked(whole), reader.continued_from)
-
-    def _check_ended(self, reader: StreamReader, request: Any) -> None:
-        """A stream with nothing in it is no reply; one that stopped before its finish
-        reason broke off (a transient fault: the retry continues what was saved)."""
-        if not reader.chunks:
-            raise self._malformed("an empty stream")
-        if not reader.ended:
-            raise openai.APIConnectionError(message="the stream ended before the reply did", request=request)
-
-    def _malformed(self, what: str) -> MalformedReplyError:
-        return MalformedReplyError(
-            f"the server at {self.root_client.base_url} returned {what}, not an OpenAI chat completion"
-        )
-
-    @contextmanager
-    def _malformed_replies_named(self) -> Iterator[None]:
-        try:
-            yield
-        except json.JSONDecodeError as exc:
-            raise self._malformed(f"invalid JSON ({exc.msg} at character {exc.pos})") from exc
-
-    def _checked(self, response: Any) -> dict[str, Any]:
-        problem = chat_completion_problem(response)
-        if problem is not None:
-            raise self._malformed(problem)
-        checked: dict[str, Any] = response
-        return checked
+            yield usage_of_completion(transport.checked(whole), reader.continued_from)

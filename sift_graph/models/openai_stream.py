@@ -83,6 +83,8 @@ class StreamReader:
     """Whether a finish reason came: a stream that stops without one broke off."""
     counted: bool = False
     """Whether the server said what the reply cost (`stream_options.include_usage`)."""
+    records: bool = True
+    """False for a usage probe, whose text is no part of the call's reply."""
 
     def read(self, event: Any) -> ChatGenerationChunk | None:
         chunk = chunk_from_event(event, self.continued_from)
@@ -91,7 +93,7 @@ class StreamReader:
         self.chunks += 1
         self.ended = self.ended or "finish_reason" in (chunk.generation_info or {})
         self.counted = self.counted or getattr(chunk.message, "usage_metadata", None) is not None
-        call = current_partial()
+        call = current_partial() if self.records else None
         if call is not None and chunk.text:
             call.record(chunk.text)
         return chunk
@@ -99,6 +101,27 @@ class StreamReader:
     def ended_before(self, lead: list[ChatGenerationChunk]) -> bool:
         """Whether the chunks before the request already end the reply (no request then)."""
         return any("finish_reason" in (chunk.generation_info or {}) for chunk in lead)
+
+
+USAGE_PROBE_PROMPT = "Reply with the word OK."
+"""The prompt of the one-token request that asks a server whether its streams say what a
+reply cost, before a model's first streamed call (see `usage_probe_body`)."""
+
+_CONTINUATION_KEYS = ("continue_final_message", "add_generation_prompt")
+
+
+def usage_probe_body(body: dict[str, Any], limit_key: str) -> dict[str, Any]:
+    """A call's `body` made into the smallest streamed request that shows whether the
+    server reports usage in streams: the same model and extras, one token, a short prompt.
+
+    Asked once per model, and alone, before its first stream: a server that ignores
+    `stream_options.include_usage` (llama-cpp-python's) is then asked whole from the first
+    call on, and since that server also ends a stream in flight when another request
+    comes (its `interrupt_requests`), calls made at once never stream there."""
+    probe = {key: value for key, value in body.items() if key not in _CONTINUATION_KEYS}
+    probe.update(messages=[{"role": "user", "content": USAGE_PROBE_PROMPT}], stream=True)
+    probe.update(stream_options={"include_usage": True}, **{limit_key: 1})
+    return probe
 
 
 def uncounted_body(body: dict[str, Any]) -> dict[str, Any]:
