@@ -53,10 +53,13 @@ class FaultServer:
         token_delay: float = 0.0,
         owned_by: str = "llamacpp",
         stream_usage: bool = True,
+        probe_usage: bool | None = None,
     ) -> None:
         self.replies = dict(replies)
         self.stream_usage = stream_usage
         """False: streams never carry usage, whatever `stream_options` asks (llama-cpp-python's server)."""
+        self.probe_usage = stream_usage if probe_usage is None else probe_usage
+        """Whether a usage probe's stream carries usage (as the calls' streams, unless told)."""
         self.token_delay = token_delay
         self.owned_by = owned_by
         self.streamed_tokens: list[int] = []
@@ -252,7 +255,8 @@ class FaultServer:
                             self.connection.shutdown(socket.SHUT_RDWR)
                             raise BrokenPipeError
                         self._event({"choices": [{"index": 0, "delta": {}, "finish_reason": finish_reason}]})
-                        if server.stream_usage and (body.get("stream_options") or {}).get("include_usage"):
+                        counts = server.probe_usage if action.get("probe") else server.stream_usage
+                        if counts and (body.get("stream_options") or {}).get("include_usage"):
                             prompt_tokens = len(prompt.split()) + len(given.split())
                             usage = {"prompt_tokens": prompt_tokens, "completion_tokens": sent}
                             self._event({"choices": [], "usage": {**usage, "total_tokens": prompt_tokens + sent}})

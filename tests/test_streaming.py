@@ -127,6 +127,22 @@ async def test_a_server_whose_streams_carry_no_usage_is_asked_whole(invoke):
         assert role["input_tokens"] > 0 and role["output_tokens"] > 0
 
 
+def test_a_reply_streamed_without_usage_after_a_counting_probe_is_asked_again_whole():
+    """A server whose probe's stream carried usage but whose reply's did not: that reply is
+    asked again whole to be counted, and the model's later calls are asked whole."""
+    server = FaultServer(flatten(script_for(["4"], ["4"])), stream_usage=False, probe_usage=True).start()
+    try:
+        result = build_sift_graph().compile().invoke({"question": QUESTION}, context=context_for(server, cache="off"))
+    finally:
+        server.stop()
+    assert len(server.probes) == 1
+    streamed = [request for request in server.requests if request.get("stream")]
+    assert len(streamed) == 1 and len(server.requests) == 3 + 1  # 3 calls; the first asked twice
+    assert sum(role["calls"] for role in result["usage"].values()) == 3
+    for role in result["usage"].values():
+        assert role["input_tokens"] > 0 and role["output_tokens"] > 0
+
+
 @pytest.mark.parametrize("stream_usage", [True, False])
 async def test_calls_made_at_once_wait_for_one_usage_probe(stream_usage):
     """Runs started at once on one model send one probe, and no call streams before its
