@@ -22,8 +22,10 @@ import pytest
 from langgraph.types import RetryPolicy, StateSnapshot
 from pydantic import PrivateAttr
 
+from sift_graph import SiftContext
+from sift_graph.evaluation.consistency import is_self_consistency
 from sift_graph.evaluation.datasets import Question
-from sift_graph.evaluation.results import EvalConfig
+from sift_graph.evaluation.results import EvalConfig, ResultSet, load_result_sets
 from sift_graph.faults import is_transient_fault
 from sift_graph.state import ROLES, role_of_tags
 from sift_graph.testing import (
@@ -38,6 +40,10 @@ from sift_graph.testing import (
 from sift_graph.testing.langgraph_dev import answers, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+
+COMMITTED_RESULTS = ROOT / "results" / "gsm8k-qwen2.5-coder-1.5b"
+"""The committed real-model run: the paper's method, greedy, and the sets made beside it
+(self-consistency samples, variants) that pair with it question by question."""
 
 POSTGRES_URL_ENV = "SIFT_TEST_POSTGRES_URL"
 
@@ -348,3 +354,17 @@ async def write_toy_result_sets(folder: Path) -> tuple[str, str]:
         await run_eval(TOY_QUESTIONS, store=store, context=SiftContext(model=model), concurrency=1, progress=None)
         ids.append(store.path.stem)
     return ids[0], ids[1]
+
+
+def committed_paper_set() -> ResultSet:
+    """The committed SIFT records made with the paper's method (no variant setting), out of
+    the result sets beside them."""
+    (paper,) = [
+        result_set
+        for result_set in load_result_sets(COMMITTED_RESULTS)
+        if not is_self_consistency(result_set)
+        and result_set.config.get("sticker_check", "none") == "none"
+        and result_set.config.get("fallback_answer", "cot") == "cot"
+        and (result_set.config["forward_rounds"], result_set.config["inverse_rounds"]) == SiftContext().round_budget
+    ]
+    return paper

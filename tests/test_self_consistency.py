@@ -21,7 +21,7 @@ from sift_graph.evaluation.results import EvalConfig, ResultStore
 from sift_graph.evaluation.runner import run_eval
 from sift_graph.testing import ScriptedChatModel, boxed
 
-from helpers import AGREE_ON_18
+from helpers import AGREE_ON_18, committed_paper_set
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "tests" / "data" / "gsm8k_sample.jsonl"  # 5 GSM8K questions; gold 18, 3, 70000, 540, 20
@@ -208,9 +208,9 @@ def test_the_ready_sc_command_pairs_with_the_committed_sift_records():
     """results/variants' SC command (same model, server and token limit, sampled) makes a
     result set that the report shows beside the committed greedy SIFT set."""
     from sift_graph.evaluation.consistency import pairs_with
-    from sift_graph.evaluation.results import ResultSet, load_result_sets
+    from sift_graph.evaluation.results import ResultSet
 
-    (committed,) = load_result_sets(ROOT / "results" / "gsm8k-qwen2.5-coder-1.5b")
+    committed = committed_paper_set()
     context = SiftContext(
         model="openai:qwen2.5-coder-1.5b-instruct", base_url="http://127.0.0.1:8765/v1", temperature=0.7, top_p=0.95
     )

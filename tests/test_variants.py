@@ -5,7 +5,6 @@ its digest."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -14,8 +13,7 @@ from sift_graph.evaluation.results import EvalConfig
 from sift_graph.sticker import parse_sticker, without_invented_conditions
 from sift_graph.testing import QUESTION, STICKER, ScriptedChatModel, boxed, script_for
 
-ROOT = Path(__file__).resolve().parent.parent
-COMMITTED = ROOT / "results" / "gsm8k-qwen2.5-coder-1.5b"
+from helpers import committed_paper_set
 
 INVENTING_STICKER = (
     "**Conditions:**\n1. Ann has 3 apples.\n2. Ann buys 2 more apples.\n3. Together that is 5 apples.\n"
@@ -131,12 +129,11 @@ def test_each_variant_is_a_result_set_of_its_own():
 
 def test_the_committed_result_set_keeps_its_digest():
     """The paper's method keeps the digest its committed records were made under."""
-    (config_path,) = COMMITTED.glob("*.config.json")
-    description = json.loads(config_path.read_text())
-    settings = {k: v for k, v in description["config"].items() if k not in ("prompts", "record_format")}
+    paper = committed_paper_set()
+    settings = {k: v for k, v in paper.config.items() if k not in ("prompts", "record_format")}
     config = EvalConfig.from_context(SiftContext.from_settings(settings))
-    assert config.as_dict() == description["config"]
-    assert config.digest() == description["digest"]
+    assert config.as_dict() == paper.config
+    assert config.digest() == paper.digest
 
 
 def test_the_variants_are_flags_of_both_commands():
@@ -200,10 +197,9 @@ def test_variants_of_the_committed_run_agree_with_its_lone_predictions():
     """On the committed records: the query+sticker fallback after one stage is round 1's
     P_QS alone, and after three it trades the CoT fallback's right answers for the last
     P_QS's where no round agreed (the counts the report's diagnostics give)."""
-    from sift_graph.evaluation.results import load_result_sets
     from sift_graph.evaluation.sets import summarize_sets
 
-    (summary,) = summarize_sets(load_result_sets(COMMITTED))
+    (summary,) = summarize_sets([committed_paper_set()])
     rows = {row["variant"]: row for row in summary["variants"]}
     lone = summary["diagnostics"]["lone_predictions"]
     assert rows["stage budget 1, query+sticker fallback"]["correct"] == lone["query_sticker"]
