@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
@@ -31,6 +31,7 @@ from sift_graph.state import ROLES, role_of_tags
 from sift_graph.testing import (
     FORWARD_STICKER,
     INVERSE_STICKER,
+    QUESTION,
     REFINED_STICKER,
     STICKER,
     ScriptedChatModel,
@@ -40,6 +41,12 @@ from sift_graph.testing import (
 from sift_graph.testing.langgraph_dev import answers, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+
+INVENTING_STICKER = (
+    "**Conditions:**\n1. Ann has 3 apples.\n2. Ann buys 2 more apples.\n3. Together that is 5 apples.\n"
+    "4. Each apple weighs 150 grams.\n**Question:** How many apples does Ann have in total?"
+)
+"""A forward-optimized sticker with two conditions the question's numbers do not back (5, 150)."""
 
 COMMITTED_RESULTS = ROOT / "results" / "gsm8k-qwen2.5-coder-1.5b"
 """The committed real-model run: the paper's method, greedy, and the sets made beside it
@@ -368,3 +375,36 @@ def committed_paper_set() -> ResultSet:
         and (result_set.config["forward_rounds"], result_set.config["inverse_rounds"]) == SiftContext().round_budget
     ]
     return paper
+
+
+def unsettled_record(
+    question_id: str, query_sticker_answers: list[str], gold: str = "5", stickers: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """A stored record of `QUESTION` that no round settled: CoT said 4 (the fallback), round
+    k's P_QS said query_sticker_answers[k] (from stickers[k], when given); each round cost
+    60 tokens, the CoT call 20."""
+    kinds = ["sticker", "forward", "inverse"]
+    cost = {"calls": 3, "input_tokens": 30, "output_tokens": 30}
+    rounds: list[dict[str, Any]] = [
+        {"round": k + 1, "kind": kind, "answers": ["1", answer], "agreed": False}
+        for k, (kind, answer) in enumerate(zip(kinds, query_sticker_answers, strict=True))
+    ]
+    for sift_round, sticker in zip(rounds, stickers or [], strict=False):
+        sift_round["sticker"] = sticker
+    return {
+        "id": question_id,
+        "sample": 0,
+        "question": QUESTION,
+        "question_sha": "sha",
+        "gold": gold,
+        "status": "ok",
+        "cot": {"answer": "4", "correct": False, "calls": 1, "input_tokens": 10, "output_tokens": 10},
+        "sift": {"answer": "4", "correct": False, "exit_stage": None, "consensus_round": None},
+        "stage_costs": {
+            "1": cost,
+            "2": cost,
+            "3": cost,
+            "fallback": {"calls": 0, "input_tokens": 0, "output_tokens": 0},
+        },
+        "rounds": rounds,
+    }

@@ -13,13 +13,7 @@ from sift_graph.evaluation.results import EvalConfig
 from sift_graph.sticker import parse_sticker, without_invented_conditions
 from sift_graph.testing import QUESTION, STICKER, ScriptedChatModel, boxed, script_for
 
-from helpers import committed_paper_set
-
-INVENTING_STICKER = (
-    "**Conditions:**\n1. Ann has 3 apples.\n2. Ann buys 2 more apples.\n3. Together that is 5 apples.\n"
-    "4. Each apple weighs 150 grams.\n**Question:** How many apples does Ann have in total?"
-)
-"""A forward-optimized sticker with two conditions the question's numbers do not back (5, 150)."""
+from helpers import INVENTING_STICKER, committed_paper_set, unsettled_record
 
 
 def test_the_number_check_drops_exactly_the_conditions_stating_a_number_the_question_lacks():
@@ -145,32 +139,6 @@ def test_the_variants_are_flags_of_both_commands():
     assert (args.max_stage, args.fallback_answer, args.sticker_check) == (2, "query_sticker", "numbers")
     args = build_parser().parse_args(["eval", "--dataset", "gsm8k", "--max-stage", "1"])
     assert args.max_stage == 1
-
-
-def unsettled_record(question_id: str, query_sticker_answers: list[str], gold: str = "5") -> dict:
-    """A stored record no round settled: CoT said 4 (the fallback), round k's P_QS said
-    query_sticker_answers[k]; each round cost 60 tokens, the CoT call 20."""
-    kinds = ["sticker", "forward", "inverse"]
-    cost = {"calls": 3, "input_tokens": 30, "output_tokens": 30}
-    return {
-        "id": question_id,
-        "sample": 0,
-        "question_sha": "sha",
-        "gold": gold,
-        "status": "ok",
-        "cot": {"answer": "4", "correct": False, "calls": 1, "input_tokens": 10, "output_tokens": 10},
-        "sift": {"answer": "4", "correct": False, "exit_stage": None, "consensus_round": None},
-        "stage_costs": {
-            "1": cost,
-            "2": cost,
-            "3": cost,
-            "fallback": {"calls": 0, "input_tokens": 0, "output_tokens": 0},
-        },
-        "rounds": [
-            {"round": k + 1, "kind": kind, "answers": ["1", answer], "agreed": False}
-            for k, (kind, answer) in enumerate(zip(kinds, query_sticker_answers, strict=True))
-        ],
-    }
 
 
 def test_variants_read_off_the_records_answer_as_such_a_run_would():

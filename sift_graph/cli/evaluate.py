@@ -53,6 +53,14 @@ def add_eval_commands(commands: Any) -> None:
     evaluate.add_argument("--dataset", required=True, help=f"{', '.join(dataset_names())}, or a .jsonl file")
     evaluate.add_argument("--limit", type=int, default=None, help="only the first N questions")
     evaluate.add_argument(
+        "--ids",
+        type=question_ids,
+        default=None,
+        metavar="ID,ID,...",
+        help="only the questions with these ids (after --limit): rerun a few questions into a result set, "
+        "as 'sift report --variants' asks for the number check",
+    )
+    evaluate.add_argument(
         "--concurrency",
         type=int,
         default=None,
@@ -100,6 +108,14 @@ def add_eval_commands(commands: Any) -> None:
     report.set_defaults(run=report_command)
 
 
+def question_ids(text: str) -> list[str]:
+    """`--ids 5,8,10`: the ids, stripped; none at all is a usage error."""
+    ids = [part.strip() for part in text.split(",") if part.strip()]
+    if not ids:
+        raise argparse.ArgumentTypeError("expected question ids separated by commas")
+    return ids
+
+
 def _check_counts(args: argparse.Namespace) -> None:
     counts = (("--limit", args.limit), ("--concurrency", args.concurrency), ("--samples", args.samples))
     for flag, value in (*counts, ("--sc", args.sc)):
@@ -129,7 +145,7 @@ def eval_command(args: argparse.Namespace, out: TextIO | None = None, progress: 
 
     _check_counts(args)
     try:
-        dataset, questions = load_dataset(args.dataset, args.limit)
+        dataset, questions = load_dataset(args.dataset, args.limit, args.ids)
     except DatasetError as exc:
         raise UsageError(str(exc)) from exc
     if args.server is not None:

@@ -25,13 +25,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from sift_graph.context import FallbackAnswer
-from sift_graph.evaluation.records import STAGES
+from sift_graph.evaluation.records import STAGES, QuestionKey, question_key
 from sift_graph.evaluation.results import SELF_CONSISTENCY, ResultSet
 from sift_graph.evaluation.stats import majority_vote
 from sift_graph.evaluation.summary import Grader, accuracy_cell, answer_at, paired_against
 
 Record = dict[str, Any]
-QuestionKey = tuple[str, str]
 DECODING = ("temperature", "top_p", "seed")
 """Settings that may differ between an SC set and the SIFT set it is compared with."""
 
@@ -53,10 +52,6 @@ def vote_sizes(samples: int) -> list[int]:
     """k = 1, 2, 4, ... below `samples`, then `samples` itself."""
     sizes = [2**power for power in range(samples.bit_length()) if 2**power < samples]
     return [*sizes, samples] if samples >= 1 else []
-
-
-def question_key(record: Record) -> QuestionKey:
-    return str(record["id"]), str(record["question_sha"])
 
 
 def samples_by_question(records: Sequence[Record]) -> dict[QuestionKey, list[Record]]:

@@ -20,6 +20,7 @@ import hashlib
 import importlib.util
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -165,10 +166,24 @@ def resolve_dataset(dataset: str) -> tuple[str, Path]:
     raise DatasetError(f"unknown dataset {dataset!r}: expected one of {', '.join(dataset_names())} or a .jsonl file")
 
 
-def load_dataset(dataset: str, limit: int | None = None) -> tuple[str, list[Question]]:
-    """(label, questions) for a dataset name or JSONL path; `limit` keeps the first N."""
+def load_dataset(
+    dataset: str, limit: int | None = None, ids: Sequence[str] | None = None
+) -> tuple[str, list[Question]]:
+    """(label, questions) for a dataset name or JSONL path; `limit` keeps the first N,
+    then `ids` only the questions with these ids (in the dataset's order)."""
     if limit is not None and limit < 1:
         raise ValueError(f"limit: expected an integer >= 1, got {limit!r}")
     label, path = resolve_dataset(dataset)
     questions = load_jsonl(path)
-    return label, questions[:limit] if limit is not None else questions
+    questions = questions[:limit] if limit is not None else questions
+    return label, questions if ids is None else only_ids(questions, ids, label)
+
+
+def only_ids(questions: Sequence[Question], ids: Sequence[str], label: str) -> list[Question]:
+    """The questions whose id is in `ids`; DatasetError naming an id that is not there
+    (a typo would otherwise run nothing and say nothing)."""
+    wanted = set(ids)
+    missing = sorted(wanted - {question.id for question in questions})
+    if missing:
+        raise DatasetError(f"ids: not in {label} (as limited): {', '.join(missing)}")
+    return [question for question in questions if question.id in wanted]

@@ -19,9 +19,16 @@ STAGE_OF_ROUND_KIND = {"sticker": 1, "forward": 2, "inverse": 3}
 STAGES = (1, 2, 3)
 FALLBACK = "fallback"
 
+QuestionKey = tuple[str, str]
+"""(id, question_sha): a record's question, whichever result set holds it."""
+
 Cost = dict[str, int]
 """calls, input_tokens, output_tokens."""
 _COST_KEYS = ("calls", "input_tokens", "output_tokens")
+
+
+def question_key(record: Mapping[str, Any]) -> QuestionKey:
+    return str(record["id"]), str(record["question_sha"])
 
 
 def empty_cost() -> Cost:

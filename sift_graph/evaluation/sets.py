@@ -11,6 +11,7 @@ from typing import Any
 from sift_graph.answers import answers_agree
 from sift_graph.context import FallbackAnswer
 from sift_graph.evaluation.consistency import DECODING, is_self_consistency, pairs_with, sc_summary
+from sift_graph.evaluation.number_check import is_number_check_of
 from sift_graph.evaluation.results import ResultSet
 from sift_graph.evaluation.summary import summarize, wall_time
 from sift_graph.evaluation.variants import variant_rows
@@ -30,7 +31,7 @@ def summarize_sets(result_sets: Sequence[ResultSet]) -> list[dict[str, Any]]:
         same = partial(answers_agree, comparator=comparator)
         summary = {**set_header(result_set), **summarize(result_set.records, comparator, fallback)}
         if summary["samples"] == 1:
-            summary["variants"] = variant_rows(result_set.records, same)
+            summary["variants"] = variant_rows(result_set.records, same, number_check_reruns(result_set, result_sets))
         paired = [sc for sc in sc_sets if pairs_with(sc, result_set)]
         if paired and summary["samples"] == 1:
             summary["self_consistency"] = [sc_entry(sc, result_set.records, fallback) for sc in paired]
@@ -41,6 +42,14 @@ def summarize_sets(result_sets: Sequence[ResultSet]) -> list[dict[str, Any]]:
             graded = sum(record["status"] == "ok" for record in sc.records)
             summaries.append({**set_header(sc), "graded": graded, "self_consistency": [sc_entry(sc, None, "cot")]})
     return summaries
+
+
+def number_check_reruns(paper: ResultSet, result_sets: Sequence[ResultSet]) -> list[dict[str, Any]] | None:
+    """The records of the sets that rerun `paper` with the number check (None where
+    `paper` already ran with it)."""
+    if paper.config.get("sticker_check", "none") != "none":
+        return None
+    return [record for other in result_sets if is_number_check_of(other, paper) for record in other.records]
 
 
 def set_header(result_set: ResultSet) -> dict[str, Any]:

@@ -82,13 +82,14 @@ VARIANTS_HEADER = [
 
 
 def variants_markdown(variants: Sequence[dict[str, Any]]) -> str:
-    """The variants the records answer without a new call, each tested against CoT and
-    against the paper's method on the same questions."""
+    """The variants the records answer without a new call, and the number check from a
+    rerun of the questions it changes, each tested against CoT and against the paper's
+    method on the same questions."""
     rows = [
         [
             row["variant"],
             f"`{row['flags']}`" if row["flags"] else "-",
-            accuracy_text(row),
+            accuracy_text(row) if "rerun" not in row or not row["rerun"]["missing"] else rerun_text(row["rerun"]),
             per_question_text(row, "calls_per_question", 2),
             per_question_text(row, "tokens_per_question", 0),
             paired_text(row["vs_cot"]) if "vs_cot" in row else "-",
@@ -98,6 +99,33 @@ def variants_markdown(variants: Sequence[dict[str, Any]]) -> str:
     ]
     intro = (
         "Variants read off these records (no new call: a smaller stage budget's rounds are the "
-        "first rounds here, and the query+sticker fallback is the last round's prediction):"
+        "first rounds here, and the query+sticker fallback is the last round's prediction); the "
+        "number check from a rerun of only the questions where it changes a sticker:"
     )
-    return "\n\n".join([intro, markdown_table(rows, VARIANTS_HEADER)])
+    parts = [intro, markdown_table(rows, VARIANTS_HEADER)]
+    for row in variants:
+        if "rerun" in row:
+            parts.append(rerun_note(row))
+    return "\n\n".join(parts)
+
+
+def rerun_text(rerun: dict[str, Any]) -> str:
+    done = len(rerun["needed"]) - len(rerun["missing"])
+    return f"needs a rerun ({done} of {len(rerun['needed'])} done)"
+
+
+def rerun_note(row: dict[str, Any]) -> str:
+    """Which questions the row reran, and the flags that rerun the ones still missing."""
+    needed, missing = row["rerun"]["needed"], row["rerun"]["missing"]
+    text = (
+        f"{row['variant']}: it changes a sticker in {len(needed)} of these questions, rerun with "
+        f"`{row['flags']}`; the others make the same calls as these records and are read off them."
+    )
+    if "same_before_check" in row["rerun"]:
+        text += (
+            f" The reruns made these records' rounds up to the check's first change in "
+            f"{row['rerun']['same_before_check']} of {len(needed)} (greedy decoding repeating the shared calls)."
+        )
+    if missing:
+        text += f" Still to rerun: add `{row['flags']} --ids {','.join(missing)}` to this set's `sift eval` command."
+    return text

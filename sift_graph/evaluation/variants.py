@@ -8,7 +8,7 @@ rounds up to the budget are the same calls. Costs count the same way as the pape
 columns (`summary.cost_at`): the calls up to the budget, plus the CoT call only where it
 answered. Each variant is tested (exact McNemar) against CoT and against the paper's
 method on the same questions. The number check (`sticker_check`) changes the stickers,
-so it needs its rounds run again: it is not here.
+so it needs the questions where it changes one run again (`number_check`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sift_graph.context import FallbackAnswer, SiftContext, setting_specs
+from sift_graph.evaluation.number_check import number_check_row
 from sift_graph.evaluation.records import STAGES
 from sift_graph.evaluation.summary import Grader, accuracy_cell, answer_at, cost_at, paired_against
 
@@ -54,10 +55,14 @@ VARIANTS = (
 )
 
 
-def variant_rows(records: Sequence[Record], right: Grader) -> list[dict[str, Any]]:
+def variant_rows(
+    records: Sequence[Record], right: Grader, number_check_reruns: Sequence[Record] | None = None
+) -> list[dict[str, Any]]:
     """CoT, then each variant: accuracy (Wilson 95%), calls and tokens per question, and
     the paired tests against CoT and the paper's method, over the first sample of every
-    question (`right(gold, answer)` grades an answer the run did not grade)."""
+    question (`right(gold, answer)` grades an answer the run did not grade); last, for
+    records made without it, the number check put together from `number_check_reruns`
+    (`number_check`; None: no such row)."""
     graded = [record for record in records if record["status"] == "ok" and int(record["sample"]) == 0]
     cot = [answer_at(record, 0)[1] for record in graded]
     paper = [answer_at(record, PAPER.max_stage, PAPER.fallback_answer, right)[1] for record in graded]
@@ -74,6 +79,8 @@ def variant_rows(records: Sequence[Record], right: Grader) -> list[dict[str, Any
         if variant != PAPER:
             row["vs_paper"] = paired_against(paper, outcomes)
         rows.append(row)
+    if number_check_reruns is not None:
+        rows.append(number_check_row(graded, number_check_reruns, right, cot, paper))
     return rows
 
 
