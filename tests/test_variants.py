@@ -198,3 +198,21 @@ def test_a_query_sticker_fallback_set_is_summarized_with_its_own_fallback():
     columns = summarize([record], fallback="query_sticker")["columns"]
     assert [columns[column]["correct"] for column in ("cot", "stage1", "stage2", "stage3")] == [0, 0, 1, 0]
     assert columns["stage3"]["tokens_per_question"] == 180  # no CoT call counted: none answered
+
+
+def test_the_plot_draws_the_variants_off_the_stage_line_as_labelled_points():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sift_graph.evaluation.plot import draw_points
+
+    ready = {"label": "3 stages, QS fallback", "accuracy": 0.6, "ci95": [0.5, 0.7], "tokens_per_question": 3413.0}
+    waiting = {"label": "3 stages, number check", "rerun": {"needed": ["5"], "missing": ["5"]}}
+    figure, axes = plt.subplots()
+    draw_points(axes, [ready, waiting], marker="^")
+    (points,) = axes.collections
+    assert points.get_offsets().tolist() == [[3413.0, 60.0]]  # the one still waiting for its rerun is left out
+    assert [text.get_text() for text in axes.texts] == ["3 stages, QS fallback"]
+    plt.close(figure)

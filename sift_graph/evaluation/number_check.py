@@ -26,6 +26,7 @@ Record = dict[str, Any]
 
 NAME = "3 stages, number check"
 FLAGS = "--sticker-check numbers"
+LABEL = "3 stages, number check"
 
 
 def first_checked_round(record: Record) -> int | None:
@@ -81,7 +82,12 @@ def number_check_row(
     changed = [record for record in records if changed_by_number_check(record)]
     needed = [str(record["id"]) for record in changed]
     missing = [str(record["id"]) for record in changed if question_key(record) not in rerun_of]
-    row: dict[str, Any] = {"variant": NAME, "flags": FLAGS, "rerun": {"needed": needed, "missing": missing}}
+    row: dict[str, Any] = {
+        "variant": NAME,
+        "label": LABEL,
+        "flags": FLAGS,
+        "rerun": {"needed": needed, "missing": missing},
+    }
     if missing:
         return row
     row["rerun"]["same_before_check"] = sum(same_before_check(r, rerun_of[question_key(r)]) for r in changed)

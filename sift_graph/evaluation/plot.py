@@ -34,10 +34,32 @@ def draw_line(axes: Any, cells: Sequence[dict[str, Any]], labels: Sequence[str],
         )
 
 
+def draw_points(axes: Any, cells: Sequence[dict[str, Any]], **style: Any) -> None:
+    """Unconnected points (each its own trade-off), labelled; cells without an accuracy
+    (a variant still waiting for its rerun) are left out."""
+    cells = [cell for cell in cells if cell.get("accuracy") is not None]
+    if not cells:
+        return
+    xs = [cell["tokens_per_question"] for cell in cells]
+    ys = [100 * cell["accuracy"] for cell in cells]
+    points = axes.scatter(xs, ys, **style)
+    for x, y, cell in zip(xs, ys, cells, strict=True):
+        axes.annotate(
+            cell["label"],
+            (x, y),
+            textcoords="offset points",
+            xytext=(-5, 5),
+            horizontalalignment="right",  # left of the point: the stage labels sit to the right
+            fontsize=7,
+            color=points.get_facecolor()[0],
+        )
+
+
 def plot(summaries: Sequence[dict[str, Any]], path: Path) -> None:
-    """One line per SIFT result set through CoT and the three stages, and one dashed
-    line per self-consistency set through its SC@k (error bars: Wilson 95% or the range
-    of runs)."""
+    """One line per SIFT result set through CoT and the three stages, its variants that
+    are not on that line (the query+sticker fallback, the number check) as points, and
+    one dashed line per self-consistency set through its SC@k (error bars: Wilson 95% or
+    the range of runs)."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display on servers and CI
@@ -49,6 +71,11 @@ def plot(summaries: Sequence[dict[str, Any]], path: Path) -> None:
         if "columns" in summary:
             cells = [summary["columns"][column] for column in COLUMNS]
             draw_line(axes, cells, [COLUMN_LABELS[column] for column in COLUMNS], marker="o", label=f"{name}: SIFT")
+        # The variants with the CoT fallback are the line's own points (a stage budget).
+        off_line = [
+            row for row in summary.get("variants") or [] if "label" in row and "CoT fallback" not in row["variant"]
+        ]
+        draw_points(axes, off_line, marker="^", label=f"{name}: SIFT variants")
         for entry in summary.get("self_consistency") or []:
             rows = entry["rows"]
             temperature = entry["decoding"]["temperature"]

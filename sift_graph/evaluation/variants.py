@@ -31,6 +31,8 @@ class Variant:
     name: str
     max_stage: int
     fallback_answer: FallbackAnswer
+    label: str
+    """Its point's label on the plot."""
 
     def flags(self) -> str:
         """The `sift eval` flags that run it ("" for the paper's method)."""
@@ -44,14 +46,14 @@ class Variant:
         return " ".join(given)
 
 
-PAPER = Variant("the paper's method (3 stages, CoT fallback)", STAGES[-1], "cot")
+PAPER = Variant("the paper's method (3 stages, CoT fallback)", STAGES[-1], "cot", "stage 3")
 VARIANTS = (
     PAPER,
-    Variant("stage budget 2, CoT fallback", 2, "cot"),
-    Variant("stage budget 1, CoT fallback", 1, "cot"),
-    Variant("3 stages, query+sticker fallback", STAGES[-1], "query_sticker"),
-    Variant("stage budget 2, query+sticker fallback", 2, "query_sticker"),
-    Variant("stage budget 1, query+sticker fallback", 1, "query_sticker"),
+    Variant("stage budget 2, CoT fallback", 2, "cot", "stage 2"),
+    Variant("stage budget 1, CoT fallback", 1, "cot", "stage 1"),
+    Variant("3 stages, query+sticker fallback", STAGES[-1], "query_sticker", "3 stages, QS fallback"),
+    Variant("stage budget 2, query+sticker fallback", 2, "query_sticker", "2 stages, QS fallback"),
+    Variant("stage budget 1, query+sticker fallback", 1, "query_sticker", "1 stage, QS fallback"),
 )
 
 
@@ -71,6 +73,9 @@ def variant_rows(
         outcomes = [answer_at(record, variant.max_stage, variant.fallback_answer, right)[1] for record in graded]
         row = {
             "variant": variant.name,
+            "label": variant.label,
+            # With the CoT fallback a stage budget is a stage of the run: on its plotted line.
+            "own_point": variant.fallback_answer != "cot",
             "flags": variant.flags(),
             **accuracy_cell(outcomes),
             **cost_cells(graded, variant.max_stage, variant.fallback_answer),
