@@ -126,3 +126,4 @@ def test_sift_report_puts_the_variant_together_from_the_paper_run_and_a_rerun_of
     checked = [r for r in reruns if r["rounds"][-1]["agreed"]]
     assert [r["id"] for r in checked] == ["a"] and "150" not in checked[0]["rounds"][1]["sticker"]
     assert "up to the check's first change in 1 of 1" in printed
+    assert "1 FO + 1 IG rounds, number check, math grading" in (tmp_path / "runs" / "report.md").read_text()

@@ -42,9 +42,18 @@ def set_title(summary: dict[str, Any]) -> str:
     decoding = f"T={config['temperature']:g}" + (f", top-p {config['top_p']:g}" if config.get("top_p") else "")
     return (
         f"{summary['dataset']} / {config['model']} ({decoding}, max {config['max_tokens']} tokens, "
-        f"{config['forward_rounds']} FO + {config['inverse_rounds']} IG rounds, {config['comparator']} grading) "
-        f"[{summary['config_digest']}]"
+        f"{config['forward_rounds']} FO + {config['inverse_rounds']} IG rounds{variant_text(config, ', ')}, "
+        f"{config['comparator']} grading) [{summary['config_digest']}]"
     )
+
+
+def variant_text(config: dict[str, Any], before: str) -> str:
+    """The variant settings a SIFT set ran with, for its title ("" for the paper's method)."""
+    settings = [
+        *(["query+sticker fallback"] if config.get("fallback_answer", "cot") != "cot" else []),
+        *(["number check"] if config.get("sticker_check", "none") != "none" else []),
+    ]
+    return before + ", ".join(settings) if settings else ""
 
 
 def detail_rows(summary: dict[str, Any]) -> list[list[str]]:
@@ -214,7 +223,12 @@ def format_markdown(summaries: Sequence[dict[str, Any]]) -> str:
     """The paper's table (one row per model and dataset), then one detail table per set."""
     header = ["model", "dataset", "n", "CoT", "stage 1", "stage 2", "stage 3"]
     rows = [
-        [s["config"]["model"], s["dataset"], str(s["questions"]), *(accuracy_text(s["columns"][c]) for c in COLUMNS)]
+        [
+            s["config"]["model"] + variant_text(s["config"], ", "),
+            s["dataset"],
+            str(s["questions"]),
+            *(accuracy_text(s["columns"][c]) for c in COLUMNS),
+        ]
         for s in summaries
         if "columns" in s
     ]
