@@ -50,7 +50,8 @@ def test_the_row_waits_for_the_reruns_it_needs_and_reads_the_other_questions_off
     records, cot, paper = [changed, unchanged], [False, False], [False, False]
 
     waiting = number_check_row(records, [], answers_agree, cot, paper)
-    assert waiting["rerun"] == {"needed": ["a"], "missing": ["a"]} and "accuracy" not in waiting
+    assert waiting["rerun"] == {"needed": ["a"], "missing": ["a"], "same_before_check": 0}
+    assert "accuracy" not in waiting
     edited = settled_at_round_2("a", question_sha="other")  # a rerun of another text is not this question's
     assert number_check_row(records, [edited], answers_agree, cot, paper)["rerun"]["missing"] == ["a"]
 
@@ -125,5 +126,16 @@ def test_sift_report_puts_the_variant_together_from_the_paper_run_and_a_rerun_of
     reruns = [json.loads(line) for path in (tmp_path / "runs").glob("*.jsonl") for line in path.open()]
     checked = [r for r in reruns if r["rounds"][-1]["agreed"]]
     assert [r["id"] for r in checked] == ["a"] and "150" not in checked[0]["rounds"][1]["sticker"]
-    assert "up to the check's first change in 1 of 1" in printed
+    assert "up to the check's first change in 1 of the 1 done." in printed
     assert "1 FO + 1 IG rounds, number check, math grading" in (tmp_path / "runs" / "report.md").read_text()
+
+
+def test_a_rerun_that_did_not_repeat_the_shared_rounds_is_flagged_as_another_engine():
+    from sift_graph.evaluation.tables import rerun_note
+
+    record = unsettled_record("a", ["1", "2", "3"], stickers=[STICKER, FORWARD_STICKER, INVENTING_STICKER])
+    drifted = settled_at_round_2("a")
+    drifted["rounds"][1]["answers"] = ["1", "6"]  # round 2 came before the check's first change (round 3)
+    row = number_check_row([record], [drifted], answers_agree, [False], [False])
+    assert row["rerun"]["same_before_check"] == 0
+    assert "in 0 of the 1 done: where they did not" in rerun_note(row) and "two engines" in rerun_note(row)

@@ -82,15 +82,15 @@ def number_check_row(
     changed = [record for record in records if changed_by_number_check(record)]
     needed = [str(record["id"]) for record in changed]
     missing = [str(record["id"]) for record in changed if question_key(record) not in rerun_of]
-    row: dict[str, Any] = {
-        "variant": NAME,
-        "label": LABEL,
-        "flags": FLAGS,
-        "rerun": {"needed": needed, "missing": missing},
+    done = [record for record in changed if question_key(record) in rerun_of]
+    row: dict[str, Any] = {"variant": NAME, "label": LABEL, "own_point": True, "flags": FLAGS}
+    row["rerun"] = {
+        "needed": needed,
+        "missing": missing,
+        "same_before_check": sum(same_before_check(record, rerun_of[question_key(record)]) for record in done),
     }
     if missing:
         return row
-    row["rerun"]["same_before_check"] = sum(same_before_check(r, rerun_of[question_key(r)]) for r in changed)
     changed_keys = {question_key(record) for record in changed}
     used = [rerun_of[key] if (key := question_key(record)) in changed_keys else record for record in records]
     outcomes = [answer_at(record, 3, "cot", right)[1] for record in used]

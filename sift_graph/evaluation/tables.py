@@ -115,17 +115,24 @@ def rerun_text(rerun: dict[str, Any]) -> str:
 
 
 def rerun_note(row: dict[str, Any]) -> str:
-    """Which questions the row reran, and the flags that rerun the ones still missing."""
+    """Which questions the row reran, whether the reruns repeated the run's shared rounds,
+    and the flags that rerun the ones still missing."""
     needed, missing = row["rerun"]["needed"], row["rerun"]["missing"]
     text = (
         f"{row['variant']}: it changes a sticker in {len(needed)} of these questions, rerun with "
-        f"`{row['flags']}`; the others make the same calls as these records and are read off them."
+        f"`{row['flags']}`; on the others a run with it makes the same calls as these records (on an "
+        "engine that repeats its greedy calls), so they are read off them."
     )
-    if "same_before_check" in row["rerun"]:
+    done, same = len(needed) - len(missing), row["rerun"]["same_before_check"]
+    if done:
+        text += f" The reruns made these records' rounds up to the check's first change in {same} of the {done} done"
+    if done and same < done:
         text += (
-            f" The reruns made these records' rounds up to the check's first change in "
-            f"{row['rerun']['same_before_check']} of {len(needed)} (greedy decoding repeating the shared calls)."
+            ": where they did not, the engine did not repeat the run's calls (another build, its prompt cache), so "
+            "on those questions the row compares runs of two engines, not the check alone."
         )
+    elif done:
+        text += "."
     if missing:
         text += f" Still to rerun: add `{row['flags']} --ids {','.join(missing)}` to this set's `sift eval` command."
     return text
