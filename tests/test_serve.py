@@ -22,7 +22,7 @@ from sift_graph.serve.app import PING_INTERVAL_S
 from sift_graph.serve.protocol import CONTEXT_HEADER
 from sift_graph.testing import QUESTION, ScriptedChatModel, boxed, script_for
 
-from helpers import STAGE_TEXT, postgres_url, serving
+from helpers import STAGE_TEXT, postgres_url, serving, wait_until
 
 FAST_RETRY = RetryPolicy(max_attempts=4, initial_interval=0.01, jitter=False, retry_on=is_transient_fault)
 ROUND_2 = script_for(["4", "5"], ["3", "5"])
@@ -237,7 +237,7 @@ def test_a_model_fault_that_outlasts_the_retries_is_502(start, stream):
     message = failed.value.body["message"]
     assert message == "the upstream model failed: ConnectionError: scripted fault 4 for role 'sticker'"
     assert failed.value.response.headers["x-sift-thread-id"]
-    assert service.active == 0
+    wait_until(lambda: service.active == 0, "the runs to end")  # a run ends just after its answer is sent
 
 
 def test_a_fault_after_the_first_stage_ends_the_stream_with_an_error(start):
@@ -259,7 +259,7 @@ def test_eight_concurrent_requests_all_answer(start):
         )
     assert {completion.sift["answer"] for completion in completions} == {"5"}
     assert len({completion.sift["thread_id"] for completion in completions}) == 8
-    assert service.active == 0
+    wait_until(lambda: service.active == 0, "the runs to end")  # a run ends just after its answer is sent
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])
