@@ -48,8 +48,8 @@ def draw_points(axes: Any, cells: Sequence[dict[str, Any]], **style: Any) -> Non
             cell["label"],
             (x, y),
             textcoords="offset points",
-            xytext=(-5, 5),
-            horizontalalignment="right",  # left of the point: the stage labels sit to the right
+            xytext=(0, 10),
+            horizontalalignment="center",  # above the point: the stage and SC labels sit to its right
             fontsize=7,
             color=points.get_facecolor()[0],
         )
