@@ -19,7 +19,7 @@ from typing import Any
 
 from sift_graph.evaluation.records import question_key
 from sift_graph.evaluation.results import ResultSet
-from sift_graph.evaluation.summary import Grader, accuracy_cell, answer_at, cost_at, paired_against
+from sift_graph.evaluation.summary import Grader, accuracy_cell, answer_at, cost_cells, paired_against
 from sift_graph.sticker import parse_sticker, without_invented_conditions
 
 Record = dict[str, Any]
@@ -94,12 +94,10 @@ def number_check_row(
     changed_keys = {question_key(record) for record in changed}
     used = [rerun_of[key] if (key := question_key(record)) in changed_keys else record for record in records]
     outcomes = [answer_at(record, 3, "cot", right)[1] for record in used]
-    costs = [cost_at(record, 3, "cot") for record in used]
     return {
         **row,
         **accuracy_cell(outcomes),
-        "calls_per_question": sum(calls for calls, _ in costs) / len(costs) if costs else None,
-        "tokens_per_question": sum(tokens for _, tokens in costs) / len(costs) if costs else None,
+        **cost_cells(used, 3, "cot"),
         "vs_cot": paired_against(cot, outcomes),
         "vs_paper": paired_against(paper, outcomes),
     }

@@ -236,3 +236,11 @@ def summarize(
     summary["columns"] = columns
     summary["majority"] = majority_summary(ok, samples, same)
     return summary
+
+
+def cost_cells(records: Sequence[Record], stage: int, fallback: FallbackAnswer) -> dict[str, float | None]:
+    costs = [cost_at(record, stage, fallback) for record in records]
+    return {
+        "calls_per_question": statistics.fmean(calls for calls, _ in costs) if costs else None,
+        "tokens_per_question": statistics.fmean(tokens for _, tokens in costs) if costs else None,
+    }

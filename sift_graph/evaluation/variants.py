@@ -13,7 +13,6 @@ so it needs the questions where it changes one run again (`number_check`).
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 from sift_graph.context import FallbackAnswer, SiftContext, setting_specs
 from sift_graph.evaluation.number_check import number_check_row
 from sift_graph.evaluation.records import STAGES
-from sift_graph.evaluation.summary import Grader, accuracy_cell, answer_at, cost_at, paired_against
+from sift_graph.evaluation.summary import Grader, accuracy_cell, answer_at, cost_cells, paired_against
 
 Record = dict[str, Any]
 
@@ -87,11 +86,3 @@ def variant_rows(
     if number_check_reruns is not None:
         rows.append(number_check_row(graded, number_check_reruns, right, cot, paper))
     return rows
-
-
-def cost_cells(records: Sequence[Record], stage: int, fallback: FallbackAnswer) -> dict[str, float | None]:
-    costs = [cost_at(record, stage, fallback) for record in records]
-    return {
-        "calls_per_question": statistics.fmean(calls for calls, _ in costs) if costs else None,
-        "tokens_per_question": statistics.fmean(tokens for _, tokens in costs) if costs else None,
-    }
