@@ -128,6 +128,13 @@ def test_sift_report_puts_the_variant_together_from_the_paper_run_and_a_rerun_of
     assert [r["id"] for r in checked] == ["a"] and "150" not in checked[0]["rounds"][1]["sticker"]
     assert "up to the check's first change in 1 of the 1 done." in printed
     assert "1 FO + 1 IG rounds, number check, math grading" in (tmp_path / "runs" / "report.md").read_text()
+    # The rerun set's own variants keep the check and are tested against its own run; the
+    # plot draws it as the paper set's point, not as a line of its own.
+    assert "| this set's run (3 stages, CoT fallback, number check) | - |" in printed
+    assert "| stage budget 1, query+sticker fallback, number check |" in printed
+    summaries = json.loads((tmp_path / "runs" / "summary.json").read_text())
+    rerun_sets = [summary for summary in summaries if summary.get("number_check_rerun_of")]
+    assert [summary["config"]["sticker_check"] for summary in rerun_sets] == ["numbers"]
 
 
 def test_a_rerun_that_did_not_repeat_the_shared_rounds_is_flagged_as_another_engine():

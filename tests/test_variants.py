@@ -161,6 +161,37 @@ def test_variants_read_off_the_records_answer_as_such_a_run_would():
     assert rows["stage budget 1, CoT fallback"]["tokens_per_question"] == 80
 
 
+def test_a_set_run_with_variant_settings_answers_only_the_variants_its_records_hold():
+    """Read off a set of other settings, the rows are named with them, tested against the
+    set's own run, and flagged with what to add to its command; a stage budget's set has
+    no later stage to read off, and only the paper's method gets the number-check row."""
+    from sift_graph.answers import answers_agree
+    from sift_graph.evaluation.tables import OWN_RUN_HEADER, variants_markdown
+    from sift_graph.evaluation.variants import variant_rows
+
+    records = [unsettled_record("a", ["5", "6", "7"]), unsettled_record("b", ["9", "5", "9"])]
+    rows = variant_rows(records, answers_agree, [], {"fallback_answer": "query_sticker", "sticker_check": "numbers"})
+    by_name = {row["variant"]: row for row in rows}
+    own = by_name["this set's run (3 stages, query+sticker fallback, number check)"]
+    assert own["reference"] and own["flags"] == "" and own["correct"] == 0
+    cot_fallback = by_name["3 stages, CoT fallback, number check"]
+    assert (cot_fallback["flags"], cot_fallback["own_point"]) == ("--fallback-answer cot", True)
+    budget_1 = by_name["stage budget 1, query+sticker fallback, number check"]
+    assert (budget_1["flags"], budget_1["own_point"], budget_1["correct"]) == ("--max-stage 1", False, 1)
+    assert budget_1["vs_paper"] == {"this_only": 1, "reference_only": 0, "p_value": 1.0}
+    assert len(rows) == 1 + 6 and "number check" not in rows[0]["variant"]  # CoT, the run, 5 variants
+    assert OWN_RUN_HEADER in variants_markdown(rows)
+
+    budget_2 = [row["variant"] for row in variant_rows(records, answers_agree, [], {"inverse_rounds": 0})]
+    assert budget_2 == [
+        "CoT",
+        "this set's run (2 stages, CoT fallback)",
+        "stage budget 1, CoT fallback",
+        "2 stages, query+sticker fallback",
+        "stage budget 1, query+sticker fallback",
+    ]
+
+
 def test_variants_of_the_committed_run_agree_with_its_lone_predictions():
     """On the committed records: the query+sticker fallback after one stage is round 1's
     P_QS alone, and after three it trades the CoT fallback's right answers for the last

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sift_graph.evaluation.summary import COLUMN_LABELS, COLUMNS
+from sift_graph.evaluation.variants import variant_text
 
 
 def error_bars(ys: Sequence[float], cells: Sequence[dict[str, Any]]) -> list[list[float]]:
@@ -59,7 +60,8 @@ def plot(summaries: Sequence[dict[str, Any]], path: Path) -> None:
     """One line per SIFT result set through CoT and the three stages, its variants that
     are not on that line (the query+sticker fallback, the number check) as points, and
     one dashed line per self-consistency set through its SC@k (error bars: Wilson 95% or
-    the range of runs)."""
+    the range of runs). A set that reruns another's questions with the number check is
+    that set's number-check point, not a line of its own."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display on servers and CI
@@ -67,14 +69,14 @@ def plot(summaries: Sequence[dict[str, Any]], path: Path) -> None:
 
     figure, axes = plt.subplots(figsize=(7, 4.5), dpi=120)
     for summary in summaries:
-        name = f"{summary['config']['model']} / {summary['dataset']}"
+        if summary.get("number_check_rerun_of"):
+            continue  # a rerun of some questions: drawn as its paper set's number-check point
+        name = f"{summary['config']['model']}{variant_text(summary['config'], ', ')} / {summary['dataset']}"
         if "columns" in summary:
             cells = [summary["columns"][column] for column in COLUMNS]
             draw_line(axes, cells, [COLUMN_LABELS[column] for column in COLUMNS], marker="o", label=f"{name}: SIFT")
-        # The variants with the CoT fallback are the line's own points (a stage budget).
-        off_line = [
-            row for row in summary.get("variants") or [] if "label" in row and "CoT fallback" not in row["variant"]
-        ]
+        # A variant with the set's fallback is a stage budget: a point of the line already.
+        off_line = [row for row in summary.get("variants") or [] if row.get("own_point")]
         draw_points(axes, off_line, marker="^", label=f"{name}: SIFT variants")
         for entry in summary.get("self_consistency") or []:
             rows = entry["rows"]

@@ -26,6 +26,7 @@ from sift_graph.evaluation.tables import (
     text_table,
     variants_markdown,
 )
+from sift_graph.evaluation.variants import variant_text
 
 MARKDOWN_FILE = "report.md"
 JSON_FILE = "summary.json"
@@ -45,15 +46,6 @@ def set_title(summary: dict[str, Any]) -> str:
         f"{config['forward_rounds']} FO + {config['inverse_rounds']} IG rounds{variant_text(config, ', ')}, "
         f"{config['comparator']} grading) [{summary['config_digest']}]"
     )
-
-
-def variant_text(config: dict[str, Any], before: str) -> str:
-    """The variant settings a SIFT set ran with, for its title ("" for the paper's method)."""
-    settings = [
-        *(["query+sticker fallback"] if config.get("fallback_answer", "cot") != "cot" else []),
-        *(["number check"] if config.get("sticker_check", "none") != "none" else []),
-    ]
-    return before + ", ".join(settings) if settings else ""
 
 
 def detail_rows(summary: dict[str, Any]) -> list[list[str]]:

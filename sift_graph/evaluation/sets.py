@@ -30,8 +30,11 @@ def summarize_sets(result_sets: Sequence[ResultSet]) -> list[dict[str, Any]]:
         fallback = result_set.config.get("fallback_answer", "cot")
         same = partial(answers_agree, comparator=comparator)
         summary = {**set_header(result_set), **summarize(result_set.records, comparator, fallback)}
+        if rerun_of := [other.digest for other in sift_sets if is_number_check_of(result_set, other)]:
+            summary["number_check_rerun_of"] = rerun_of  # its records are a row of those sets' variants
         if summary["samples"] == 1:
-            summary["variants"] = variant_rows(result_set.records, same, number_check_reruns(result_set, result_sets))
+            reruns = number_check_reruns(result_set, result_sets)
+            summary["variants"] = variant_rows(result_set.records, same, reruns, result_set.config)
         paired = [sc for sc in sc_sets if pairs_with(sc, result_set)]
         if paired and summary["samples"] == 1:
             summary["self_consistency"] = [sc_entry(sc, result_set.records, fallback) for sc in paired]

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from sift_graph.evaluation.variants import PAPER
+
 
 def percent(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
@@ -79,12 +81,13 @@ VARIANTS_HEADER = [
     "variant", "sift eval flags", "accuracy % [95% CI]", "calls/q", "tokens/q",
     "McNemar vs CoT (variant-only vs CoT-only)", "McNemar vs the paper's method (variant-only vs paper-only)",
 ]  # fmt: skip
+OWN_RUN_HEADER = "McNemar vs this set's run (variant-only vs run-only)"
 
 
 def variants_markdown(variants: Sequence[dict[str, Any]]) -> str:
     """The variants the records answer without a new call, and the number check from a
-    rerun of the questions it changes, each tested against CoT and against the paper's
-    method on the same questions."""
+    rerun of the questions it changes, each tested against CoT and against the set's own
+    run (the paper's method, or the set's settings) on the same questions."""
     rows = [
         [
             row["variant"],
@@ -102,7 +105,14 @@ def variants_markdown(variants: Sequence[dict[str, Any]]) -> str:
         "first rounds here, and the query+sticker fallback is the last round's prediction); the "
         "number check from a rerun of only the questions where it changes a sticker:"
     )
-    parts = [intro, markdown_table(rows, VARIANTS_HEADER)]
+    header = VARIANTS_HEADER
+    if not any(row.get("reference") and row["variant"] == PAPER.name for row in variants):
+        intro = (
+            "Variants read off these records (no new call), each with the flags to add to this set's "
+            "`sift eval` command:"
+        )
+        header = [*VARIANTS_HEADER[:-1], OWN_RUN_HEADER]
+    parts = [intro, markdown_table(rows, header)]
     for row in variants:
         if "rerun" in row:
             parts.append(rerun_note(row))
