@@ -47,11 +47,9 @@ def summarize_sets(result_sets: Sequence[ResultSet]) -> list[dict[str, Any]]:
     return summaries
 
 
-def number_check_reruns(paper: ResultSet, result_sets: Sequence[ResultSet]) -> list[dict[str, Any]] | None:
-    """The records of the sets that rerun `paper` with the number check (None where
-    `paper` already ran with it)."""
-    if paper.config.get("sticker_check", "none") != "none":
-        return None
+def number_check_reruns(paper: ResultSet, result_sets: Sequence[ResultSet]) -> list[dict[str, Any]]:
+    """The records of the sets that rerun `paper` with the number check (`variant_rows`
+    makes the row only for a set of the paper's method)."""
     return [record for other in result_sets if is_number_check_of(other, paper) for record in other.records]
 
 

@@ -46,28 +46,35 @@ VARIANTS = (
 FALLBACK_NAMES: dict[str, str] = {"cot": "CoT", "query_sticker": "query+sticker"}
 
 
+def stored_setting(config: dict[str, Any], name: str) -> Any:
+    """A set's setting as run: a setting left at its default is not stored (`omit_default`)."""
+    return config.get(name, getattr(SiftContext(), name))
+
+
+def is_default(config: dict[str, Any], name: str) -> bool:
+    return bool(stored_setting(config, name) == getattr(SiftContext(), name))
+
+
 def stage_reached(config: dict[str, Any]) -> int:
     """The last stage a set's runs could reach (a stage budget is stored as the rounds it leaves)."""
-    defaults = SiftContext()
-    if config.get("inverse_rounds", defaults.inverse_rounds):
+    if stored_setting(config, "inverse_rounds"):
         return 3
-    return 2 if config.get("forward_rounds", defaults.forward_rounds) else 1
+    return 2 if stored_setting(config, "forward_rounds") else 1
 
 
 def is_paper_method(config: dict[str, Any]) -> bool:
     """Whether a SIFT set ran the paper's method: its rounds, fallback and no sticker check."""
-    defaults = SiftContext()
     return all(
-        config.get(name, getattr(defaults, name)) == getattr(defaults, name)
-        for name in ("forward_rounds", "inverse_rounds", "fallback_answer", "sticker_check")
+        is_default(config, name) for name in ("forward_rounds", "inverse_rounds", "fallback_answer", "sticker_check")
     )
 
 
 def variant_settings(config: dict[str, Any]) -> list[str]:
     """The variant settings a SIFT set ran with, in words ([] for the paper's method's)."""
+    fallback = stored_setting(config, "fallback_answer")
     return [
-        *([f"{FALLBACK_NAMES['query_sticker']} fallback"] if config.get("fallback_answer", "cot") != "cot" else []),
-        *(["number check"] if config.get("sticker_check", "none") != "none" else []),
+        *([f"{FALLBACK_NAMES[fallback]} fallback"] if not is_default(config, "fallback_answer") else []),
+        *(["number check"] if not is_default(config, "sticker_check") else []),
     ]
 
 
@@ -83,10 +90,10 @@ def variants_of(config: dict[str, Any]) -> tuple[Variant, list[Variant]]:
     stage it reached, with either fallback. For the paper's method, `PAPER` and `VARIANTS`;
     for another set, the same grid named with its settings (a number-check set's variants
     keep the check)."""
-    reached, own_fallback = stage_reached(config), config.get("fallback_answer", "cot")
+    reached, own_fallback = stage_reached(config), stored_setting(config, "fallback_answer")
     if is_paper_method(config):
         return PAPER, list(VARIANTS[1:])
-    check = ", number check" if config.get("sticker_check", "none") != "none" else ""
+    check = "" if is_default(config, "sticker_check") else ", number check"
 
     def named(stage: int, fallback: FallbackAnswer, label: str) -> Variant:
         stages = f"{stage} stage{'s' if stage > 1 else ''}" if stage == reached else f"stage budget {stage}"
